@@ -1,0 +1,1 @@
+"""Face geometry: detection, FFHQ alignment and paste-back."""

@@ -1,0 +1,51 @@
+"""StyleGAN2's low-level ops in pure torch: FIR up/down-sampling and the fused leaky ReLU.
+
+Runs on any device and is differentiable; no custom CUDA kernels, no JIT builds at import time.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def make_kernel(taps: list[float] | Tensor) -> Tensor:
+    """Normalised 2-D FIR kernel from 1-D taps (outer product, sum 1), e.g. [1,3,3,1] -> [4,4]."""
+    k = torch.as_tensor(taps, dtype=torch.float32)
+    if k.ndim == 1:
+        k = k[None, :] * k[:, None]
+    return k / k.sum()
+
+
+def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)) -> Tensor:
+    """Upsample by zero insertion, pad (negative = crop), filter with `kernel`, keep every `down`-th pixel.
+
+    The same padding applies on both axes; output side = (in·up + pad0 + pad1 − k) // down + 1.
+    """
+    batch, channels, height, width = x.shape
+    pad0, pad1 = pad
+    if up > 1:  # zero insertion: [.., H, 1, W, 1] padded to [.., H, up, W, up]
+        x = x.reshape(batch, channels, height, 1, width, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(batch, channels, height * up, width * up)
+    x = F.pad(x, [max(pad0, 0), max(pad1, 0), max(pad0, 0), max(pad1, 0)])
+    if pad0 < 0 or pad1 < 0:
+        x = x[:, :, max(-pad0, 0) : x.shape[2] - max(-pad1, 0), max(-pad0, 0) : x.shape[3] - max(-pad1, 0)]
+    # true convolution (flipped kernel), one filter shared by every channel
+    weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(channels, 1, *kernel.shape)
+    return F.conv2d(x, weight, stride=down, groups=channels)
+
+
+def blur(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
+    """Low-pass FIR filter without resampling (the anti-aliasing step of StyleGAN2's resamplers)."""
+    return upfirdn2d(x, kernel, pad=pad)
+
+
+def fused_leaky_relu(
+    x: Tensor, bias: Tensor | None = None, negative_slope: float = 0.2, scale: float = math.sqrt(2)
+) -> Tensor:
+    """leaky_relu(x + bias, slope) · scale, the bias broadcast over dim 1 (channels or features)."""
+    if bias is not None:
+        x = x + bias.view(1, bias.shape[0], *([1] * (x.ndim - 2)))
+    return F.leaky_relu(x, negative_slope) * scale
