@@ -4,6 +4,7 @@ Never unpickles code: `.pt` files go through `torch.load(weights_only=True)`. Ev
 one `CheckpointError` that names the file and what was wrong.
 """
 
+import math
 import pickle
 import warnings
 import zipfile
@@ -12,9 +13,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor
 
 from .errors import CheckpointError
+from .files import atomic_write
+from .nn.e4e import DEFAULT_WIDTH, Encoder4Editing
 from .nn.stylegan2 import Discriminator, Generator
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -153,3 +157,145 @@ def load_jojogan_style(path: str | Path) -> dict[str, Tensor]:
         if key in content:
             return _tensor_dict(content[key], path, key)
     raise CheckpointError(f"{path.name} has neither 'g' nor 'g_ema'; it is not a JoJoGAN style file.")
+
+
+# --- e4e encoder ---
+E4E_PREFIX = "encoder."
+E4E_CACHE_KIND = "e4e-encoder"
+E4E_CACHE_VERSION = "1"
+E4E_CACHE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+def load_e4e(
+    path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[Encoder4Editing, Tensor]:
+    """The e4e encoder (eval mode, frozen) and latent_avg [n_styles, 512] from `e4e_ffhq_encode.pt` or our cache.
+
+    The `.pt` is memory-mapped and only its `encoder.*` tensors are used (the decoder is dropped); the
+    model is built on the meta device and takes the tensors as they are, so memory holds one copy.
+    """
+    path = _existing_file(path)
+    if path.suffix == ".safetensors":
+        state_dict, latent_avg, n_styles = _read_e4e_cache(path)
+    else:
+        state_dict, latent_avg, n_styles = _read_e4e_checkpoint(path)
+    first_conv = state_dict.get("input_layer.0.weight")
+    width = first_conv.shape[0] if isinstance(first_conv, Tensor) and first_conv.ndim == 4 else DEFAULT_WIDTH
+    with torch.device("meta"):
+        encoder = Encoder4Editing(n_styles, width)
+    latent_avg = _e4e_latent_avg(path, latent_avg, n_styles, encoder.style_dim).to(device=device, dtype=dtype)
+    _check_e4e_tensors(path, encoder, state_dict)
+    state_dict = {key: _to(value, device, dtype) for key, value in state_dict.items()}
+    encoder.load_state_dict(state_dict, strict=True, assign=True)
+    encoder.eval().requires_grad_(False)
+    return encoder, latent_avg
+
+
+def save_e4e_cache(
+    encoder: Encoder4Editing, latent_avg: Tensor, path: str | Path, dtype: str = "float16", source: str = ""
+) -> Path:
+    """Write the encoder and latent_avg as one encoder-only `.safetensors` (atomically; float16 halves the size)."""
+    if dtype not in E4E_CACHE_DTYPES:
+        raise ValueError(f"cache dtype must be one of {sorted(E4E_CACHE_DTYPES)}, got {dtype!r}")
+    target = E4E_CACHE_DTYPES[dtype]
+    tensors = {key: _to(value, "cpu", target).contiguous() for key, value in encoder.state_dict().items()}
+    tensors["latent_avg"] = latent_avg.detach().reshape(-1, encoder.style_dim).to("cpu", target).contiguous()
+    metadata = {
+        "jojogan.kind": E4E_CACHE_KIND,
+        "jojogan.format_version": E4E_CACHE_VERSION,
+        "e4e.architecture": "Encoder4Editing(50, ir_se)",
+        "e4e.n_styles": str(encoder.n_styles),
+        "e4e.dtype": dtype,
+        "e4e.source": source,
+    }
+    path = Path(path)
+    atomic_write(path, lambda temp: save_file(tensors, str(temp), metadata=metadata))
+    return path
+
+
+def _to(value: Tensor, device: str | torch.device, dtype: torch.dtype) -> Tensor:
+    """Floating tensors to `dtype` on `device`; integer buffers (BatchNorm counters) keep their dtype."""
+    if value.is_floating_point():
+        return value.to(device=device, dtype=dtype)
+    return value.to(device=device)
+
+
+def _read_e4e_checkpoint(path: Path) -> tuple[dict[str, Tensor], object, int]:
+    """The real layout {state_dict: encoder.* + decoder.*, latent_avg, opts} → encoder tensors, latent_avg, n_styles."""
+    checkpoint = read_torch_checkpoint(path)
+    state_dict = checkpoint.get("state_dict")
+    encoder = {}
+    if isinstance(state_dict, dict):
+        encoder = {key[len(E4E_PREFIX) :]: value for key, value in state_dict.items() if key.startswith(E4E_PREFIX)}
+    if not encoder:
+        raise CheckpointError(
+            f"{path.name} is not an e4e checkpoint: it has no 'state_dict' with 'encoder.*' tensors "
+            "(expected e4e_ffhq_encode.pt)."
+        )
+    opts = checkpoint.get("opts") if isinstance(checkpoint.get("opts"), dict) else {}
+    encoder_type = opts.get("encoder_type", "Encoder4Editing")
+    if encoder_type != "Encoder4Editing":
+        raise CheckpointError(
+            f"{path.name} holds a {encoder_type} encoder, not Encoder4Editing; use the e4e checkpoint "
+            "e4e_ffhq_encode.pt."
+        )
+    stylegan_size = opts.get("stylegan_size", 1024)
+    if not isinstance(stylegan_size, int) or stylegan_size < 4 or stylegan_size & (stylegan_size - 1):
+        raise CheckpointError(f"{path.name} has an invalid opts['stylegan_size'] ({stylegan_size!r}).")
+    return encoder, checkpoint.get("latent_avg"), 2 * int(math.log2(stylegan_size)) - 2
+
+
+def _read_e4e_cache(path: Path) -> tuple[dict[str, Tensor], object, int]:
+    """Our encoder-only safetensors → encoder tensors, latent_avg, n_styles (from the metadata)."""
+    tensors, metadata = read_safetensors(path)
+    if metadata.get("jojogan.kind") != E4E_CACHE_KIND:
+        raise CheckpointError(
+            f"{path.name} is not an e4e encoder cache (its metadata lacks jojogan.kind={E4E_CACHE_KIND}); "
+            "delete it so it is converted again from e4e_ffhq_encode.pt."
+        )
+    n_styles = metadata.get("e4e.n_styles", "")
+    if not n_styles.isdigit():
+        raise CheckpointError(f"{path.name} has no valid e4e.n_styles in its metadata; delete it and convert again.")
+    latent_avg = tensors.pop("latent_avg", None)
+    return tensors, latent_avg, int(n_styles)
+
+
+def _check_e4e_tensors(path: Path, encoder: Encoder4Editing, state_dict: dict[str, Tensor]) -> None:
+    """Refuse, in one sentence, a tensor set that does not fit Encoder4Editing key for key and shape for shape."""
+    expected = encoder.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    if missing:
+        raise CheckpointError(
+            f"{path.name} lacks {len(missing)} of the {len(expected)} e4e encoder tensors "
+            f"(e.g. {E4E_PREFIX}{missing[0]}); the file is incomplete or not e4e_ffhq_encode.pt."
+        )
+    unexpected = [key for key in state_dict if key not in expected]
+    if unexpected:
+        raise CheckpointError(
+            f"{path.name} has {len(unexpected)} encoder tensors that Encoder4Editing does not use "
+            f"(e.g. {E4E_PREFIX}{unexpected[0]}); it is another encoder architecture."
+        )
+    for key, value in expected.items():
+        if not isinstance(state_dict[key], Tensor):
+            raise CheckpointError(
+                f"{path.name}: {E4E_PREFIX}{key} is a {type(state_dict[key]).__name__}, not a tensor."
+            )
+        if state_dict[key].shape != value.shape:
+            raise CheckpointError(
+                f"{path.name}: {E4E_PREFIX}{key} has shape {tuple(state_dict[key].shape)} but Encoder4Editing "
+                f"needs {tuple(value.shape)}; it is another encoder configuration."
+            )
+
+
+def _e4e_latent_avg(path: Path, latent_avg: object, n_styles: int, style_dim: int) -> Tensor:
+    """latent_avg as [n_styles, style_dim]: a stored [style_dim] or [1, style_dim] is repeated, [n_styles, D] kept."""
+    if not isinstance(latent_avg, Tensor) or not latent_avg.is_floating_point():
+        raise CheckpointError(f"{path.name} has no latent_avg tensor; e4e codes need it to become w+.")
+    if latent_avg.shape in ((style_dim,), (1, style_dim)):
+        return latent_avg.reshape(1, style_dim).repeat(n_styles, 1)
+    if latent_avg.shape != (n_styles, style_dim):
+        raise CheckpointError(
+            f"{path.name}: latent_avg has shape {tuple(latent_avg.shape)} but the encoder needs "
+            f"({style_dim},) or ({n_styles}, {style_dim})."
+        )
+    return latent_avg
