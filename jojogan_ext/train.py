@@ -3,9 +3,27 @@
 The pure pieces (`mix_latents`, `feature_loss`, `style_layers`) reproduce the reference notebook's step.
 """
 
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
+
+from .args import TrainArgs
+from .errors import CancelledError, JojoganError
+from .invert import faces_to_tensor
+from .nn.stylegan2 import Generator
+from .packs import StylePack, make_pack
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 
 def style_layers(n_latent: int, preserve_color: bool) -> list[int]:
@@ -29,3 +47,187 @@ def feature_loss(fake_features: list[Tensor], real_features: list[Tensor]) -> Te
     """Mean over the discriminator features of the L1 distance between fake and real activations."""
     losses = [F.l1_loss(fake, real) for fake, real in zip(fake_features, real_features, strict=True)]
     return torch.stack(losses).sum() / len(losses)
+
+
+ProgressCallback = Callable[[int, int, float, Image.Image | None], None]
+
+
+def random_noise(generator: Generator, batch: int, rng: torch.Generator, device: torch.device) -> list[Tensor]:
+    """Fresh per-layer noise maps drawn from `rng` (JoJoGAN draws new noise every step; seeded = reproducible)."""
+    maps = generator.noise_maps("const")
+    return [torch.randn((batch, 1, *m.shape[2:]), generator=rng).to(device) for m in maps]
+
+
+def tensor_to_image(image: Tensor) -> Image.Image:
+    """One generator output [3, H, W] in about [-1, 1] → an RGB PIL image."""
+    array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def lpips_distance(lpips_model: torch.nn.Module, image: Tensor, target: Tensor) -> Tensor:
+    """LPIPS between two image batches, both area-resized to 256 as in JoJoGAN."""
+    if image.shape[-1] != 256:
+        image = F.interpolate(image, size=(256, 256), mode="area")
+    if target.shape[-1] != 256:
+        target = F.interpolate(target, size=(256, 256), mode="area")
+    return lpips_model(image, target).mean()
+
+
+@dataclass
+class TrainingRun:
+    """What one finetuning needs, prepared before the loop: targets, latents and the trainable copy."""
+
+    generator: Generator
+    latents: Tensor  # [N, n_latent, style_dim]
+    targets: Tensor  # [N, 3, size, size] in [-1, 1]
+    preview_latent: Tensor  # [1, n_latent, style_dim]
+    identity: tuple[Tensor, Tensor] | None  # (latent [1, n_latent, D], target [1, 3, size, size])
+
+
+class Finetuner:
+    """One JoJoGAN finetuning in progress: the trainable generator copy, its optimizer and loss.
+
+    `step()` runs one iteration: random styles mixed into the fine layers of the references' w+,
+    fresh noise, perceptual loss against the references, one Adam step on the synthesis weights.
+    """
+
+    def __init__(
+        self, runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
+    ):
+        if not references:
+            raise JojoganError("Give at least one reference portrait to train a style.")
+        self.runtime, self.args, self.references = runtime, args, len(references)
+        self.started = time.monotonic()
+        self.seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+        self.rng = torch.Generator().manual_seed(self.seed)
+        self.run = prepare_run(runtime, references, args, test_face)
+        self.generator = self.run.generator
+        self.optimizer = torch.optim.Adam(
+            self.generator.synthesis_parameters().values(), lr=args.learning_rate, betas=(0.0, 0.99)
+        )
+        self.layers = style_layers(self.generator.n_latent, args.preserve_color)
+        self.loss_of = make_loss(runtime, args, self.run.targets)
+        self.steps_done, self.last_loss = 0, math.nan
+
+    def step(self) -> float:
+        """One finetuning iteration; returns its loss."""
+        generator, latents = self.generator, self.run.latents
+        batch, device = latents.shape[0], latents.device
+        with torch.no_grad():
+            random_w = generator.mapping(torch.randn(batch, generator.style_dim, generator=self.rng).to(device))
+        mixed = mix_latents(latents, random_w, self.layers, self.args.strength)
+        loss = self.loss_of(generator.synthesis(mixed, random_noise(generator, batch, self.rng, device)))
+        if self.run.identity is not None:
+            latent, target = self.run.identity
+            identity = lpips_distance(self.runtime.lpips, generator.synthesis(latent), target)
+            loss = loss + self.args.identity_weight * identity
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.steps_done += 1
+        self.last_loss = float(loss.detach())
+        if not math.isfinite(self.last_loss):
+            raise JojoganError(
+                f"Training diverged at step {self.steps_done} (loss {self.last_loss}); lower the learning rate."
+            )
+        return self.last_loss
+
+    def preview(self) -> Image.Image:
+        """The current generator's rendering of the test face (or first reference)."""
+        return render_preview(self.generator, self.run.preview_latent)
+
+    def pack(self) -> StylePack:
+        """The finetuned synthesis weights as an (unsaved) style pack with the training facts."""
+        args = self.args
+        training = {
+            "references": self.references,
+            "iterations": self.steps_done,
+            "strength": args.strength,
+            "preserve_color": args.preserve_color,
+            "loss": args.loss,
+            "identity_weight": args.identity_weight,
+            "lr": args.learning_rate,
+            "seed": self.seed,
+            "time": round(time.monotonic() - self.started, 1),
+            "device": str(self.run.latents.device),
+            "final_loss": self.last_loss,
+        }
+        return make_pack(
+            self.generator,
+            base=self.runtime.base.generator,
+            title=args.name,
+            metadata={"jojogan.training": json.dumps(training)},
+            preview=self.preview(),
+        )
+
+
+def finetune(
+    runtime: "Runtime",
+    references: Sequence[Image.Image],
+    args: TrainArgs,
+    on_progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    test_face: Image.Image | None = None,
+    preview_interval: float = 2.0,
+) -> StylePack:
+    """JoJoGAN: finetune the base generator's synthesis network on the references; returns the pack (unsaved).
+
+    `on_progress(step, total, loss, preview)` runs after every step; `preview` is an image of the test
+    face (or first reference) at the first and last step and at most every `preview_interval` seconds,
+    else None. `should_stop()` is checked before every step and cancels with CancelledError.
+    """
+    tuner = Finetuner(runtime, references, args, test_face)
+    last_preview = -math.inf
+    for step in range(1, args.iterations + 1):
+        if should_stop is not None and should_stop():
+            raise CancelledError("Training was cancelled; no style pack was saved.")
+        loss = tuner.step()
+        if on_progress is not None:
+            preview = None
+            if step in (1, args.iterations) or time.monotonic() - last_preview >= preview_interval:
+                preview, last_preview = tuner.preview(), time.monotonic()
+            on_progress(step, args.iterations, loss, preview)
+    return tuner.pack()
+
+
+def prepare_run(
+    runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
+) -> TrainingRun:
+    """Align and invert the references (and the test face), and make the trainable generator copy."""
+    base = runtime.base.generator
+    aligned = runtime.align_references(references, args.references_are_aligned)
+    latents = runtime.invert(aligned)  # [N, n_latent, style_dim]
+    targets = faces_to_tensor(aligned, base.size).to(latents.device)
+    generator = copy.deepcopy(base).to(latents.device)
+    generator.requires_grad_(False)
+    for parameter in generator.synthesis_parameters().values():
+        parameter.requires_grad_(True)
+    preview_latent, identity = latents[:1], None
+    if test_face is not None:
+        test_aligned = runtime.align_references([test_face], args.references_are_aligned)
+        preview_latent = runtime.invert(test_aligned)
+        if args.identity_weight > 0:
+            identity = (preview_latent, faces_to_tensor(test_aligned, base.size).to(latents.device))
+    elif args.identity_weight > 0:
+        raise JojoganError("The identity option needs a test face photo: add one, or set the identity weight to 0.")
+    return TrainingRun(generator, latents, targets, preview_latent, identity)
+
+
+def make_loss(runtime: "Runtime", args: TrainArgs, targets: Tensor) -> Callable[[Tensor], Tensor]:
+    """The perceptual loss against the targets: discriminator features (computed once) or LPIPS."""
+    if args.loss == "lpips":
+        lpips_model = runtime.lpips
+        return lambda image: lpips_distance(lpips_model, image, targets)
+    discriminator = runtime.base.discriminator
+    if discriminator is None:
+        raise JojoganError("The base checkpoint has no discriminator; choose the LPIPS loss instead.")
+    discriminator = discriminator.to(targets.device).eval().requires_grad_(False)
+    with torch.no_grad():
+        real_features = discriminator.features(targets)
+    return lambda image: feature_loss(discriminator.features(image), real_features)
+
+
+@torch.no_grad()
+def render_preview(generator: Generator, latent: Tensor) -> Image.Image:
+    """The current generator's rendering of one latent (stored noise, so previews are comparable)."""
+    return tensor_to_image(generator.synthesis(latent[:1], noise="const")[0])

@@ -1,0 +1,63 @@
+"""Seconds per JoJoGAN finetuning iteration at full size (config-f, random weights), real `Finetuner` path.
+
+Prints one JSON line: median seconds/iteration after warm-up, peak RSS (and VRAM), achieved GFLOP/s.
+Usage: python benchmarks/bench_train.py --size 1024 --iterations 4 [--device cuda] [--dtype float32]
+"""
+
+import argparse
+import time
+
+import torch
+from common import FIXTURE_FACE, median, peak_memory_mb, random_base, random_inverter, report, timed
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+from jojogan_ext.args import TrainArgs
+from jojogan_ext.runtime import Runtime
+from jojogan_ext.train import Finetuner
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--iterations", type=int, default=4, help="timed iterations (after one warm-up)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--loss", choices=["discriminator", "lpips"], default="discriminator")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    options = parser.parse_args()
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = torch.device(options.device)
+
+    setup_start = time.perf_counter()
+    runtime = Runtime("/nonexistent", device=device, base=random_base(options.size, device))
+    runtime._inverter = random_inverter(device)
+    reference = Image.open(FIXTURE_FACE).convert("RGB")
+    args = TrainArgs(name="bench", iterations=options.iterations + 1, references_are_aligned=True, seed=0)
+    tuner = Finetuner(runtime, [reference], args, None)
+    setup = time.perf_counter() - setup_start
+
+    warm_up = timed(tuner.step, device)
+    times = [timed(tuner.step, device) for _ in range(options.iterations)]
+    with FlopCounterMode(display=False) as counter:
+        tuner.step()
+    gflop = counter.get_total_flops() / 1e9
+    report(
+        "train_iteration",
+        {
+            "size": options.size,
+            "device": str(device),
+            "loss": options.loss,
+            "seconds_per_iteration": median(times),
+            "all_iterations_s": [round(t, 2) for t in times],
+            "warm_up_s": round(warm_up, 2),
+            "setup_s": round(setup, 1),
+            "gflop_per_iteration": round(gflop, 1),
+            "achieved_gflop_per_s": round(gflop / median(times), 1),
+            **peak_memory_mb(device),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

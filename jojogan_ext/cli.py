@@ -1,0 +1,254 @@
+"""`python -m jojogan_ext`: train, restyle, manage packs, import JoJoGAN styles, download weights, run the app.
+
+Flags for training/restyling are generated from `args.TrainArgs`/`RestyleArgs`. Errors print one line
+on stderr and exit with 1 (2 for usage errors), never a traceback.
+"""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from tqdm import tqdm
+
+from . import __version__, weights
+from .args import RestyleArgs, TrainArgs, field_info, parse, schema
+from .errors import JojoganError
+from .images import open_image
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+SKIP_FLAGS = {"enabled", "pack", "face_indices", "name"}
+
+
+def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One flag per field of the pydantic model (bounds and help from the model itself)."""
+    properties = schema(model)["properties"]
+    for name, prop in properties.items():
+        if name in SKIP_FLAGS:
+            continue
+        info = field_info(model, name)
+        flag = "--" + name.replace("_", "-")
+        if prop.get("type") == "boolean":
+            parser.add_argument(flag, action="store_true", default=None, help=info["description"])
+        elif "enum" in prop:
+            parser.add_argument(flag, choices=prop["enum"], help=f"{info['description']} (default {info['default']})")
+        else:
+            kind = int if prop.get("type") == "integer" or "anyOf" in prop else float
+            parser.add_argument(flag, type=kind, help=f"{info['description']} (default {info['default']})")
+
+
+def model_values(namespace: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    """The flags the user actually gave, keyed by field name (the model supplies the defaults)."""
+    names = schema(model)["properties"]
+    return {name: getattr(namespace, name) for name in names if getattr(namespace, name, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m jojogan_ext", description="JoJoGAN one-shot face stylization.")
+    parser.add_argument("--version", action="version", version=f"sd-webui-jojogan {__version__}")
+    parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="models folder (base/, styles/)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    parser.add_argument("--download", action="store_true", help="download missing model files when needed")
+    parser.add_argument(
+        "--detector",
+        choices=["retinaface_resnet50", "retinaface_mobile0.25"],
+        default="retinaface_resnet50",
+        help="face detector (mobile0.25 is smaller and faster, resnet50 finds more faces)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="finetune a style pack on reference portraits")
+    train.add_argument("references", nargs="+", type=Path, help="reference portrait(s)")
+    train.add_argument("--name", required=True, help="name of the new style pack")
+    train.add_argument("--test-face", type=Path, help="a photo to preview the style on while training")
+    train.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="pack precision")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
+    add_model_flags(train, TrainArgs)
+
+    restyle = commands.add_parser("restyle", help="restyle the faces of images (files or folders)")
+    restyle.add_argument("inputs", nargs="+", type=Path)
+    restyle.add_argument("--pack", required=True, help="style pack name")
+    restyle.add_argument("-o", "--output", type=Path, default=Path("restyled"), help="output folder")
+    restyle.add_argument("--faces", type=int, nargs="+", help="indices of the faces to restyle (0 = largest)")
+    add_model_flags(restyle, RestyleArgs)
+
+    packs = commands.add_parser("packs", help="list, show, rename or delete style packs")
+    packs_commands = packs.add_subparsers(dest="packs_command", required=True)
+    packs_commands.add_parser("list")
+    packs_commands.add_parser("show").add_argument("name")
+    packs_commands.add_parser("delete").add_argument("name")
+    rename = packs_commands.add_parser("rename")
+    rename.add_argument("old")
+    rename.add_argument("new")
+
+    importer = commands.add_parser("import", help="convert a JoJoGAN style .pt into a style pack")
+    importer.add_argument("source", type=Path)
+    importer.add_argument("--name", help="pack name (default: the file name)")
+    importer.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+
+    download = commands.add_parser("download", help="download model files or published styles")
+    download.add_argument("names", nargs="*", help="catalog names (default: the base models)")
+    download.add_argument("--list", action="store_true", help="list the catalog")
+
+    app = commands.add_parser("app", help="run the standalone app (UI + API) on 127.0.0.1")
+    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--port", type=int, default=7870)
+    return parser
+
+
+def make_runtime(options: argparse.Namespace):
+    from .runtime import Runtime
+
+    device = options.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Runtime(
+        options.models_dir,
+        device=device,
+        allow_download=options.download,
+        detector_network=options.detector,
+        on_download=download_bar(),
+    )
+
+
+def download_bar():
+    """A tqdm bar per downloaded file, for Runtime/weights progress callbacks."""
+    bars: dict[str, tqdm] = {}
+
+    def report(name: str, done: int, total: int | None) -> None:
+        bar = bars.setdefault(name, tqdm(total=total, unit="B", unit_scale=True, desc=name, file=sys.stderr))
+        bar.update(done - bar.n)
+
+    return report
+
+
+def image_files(inputs: Sequence[Path]) -> list[Path]:
+    """The image files named, with folders expanded (sorted)."""
+    files = []
+    for item in inputs:
+        if item.is_dir():
+            files.extend(sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise JojoganError(f"{item} does not exist.")
+    if not files:
+        raise JojoganError("No image files were given.")
+    return files
+
+
+def run_train(options: argparse.Namespace) -> None:
+    from .train import finetune
+
+    args = parse(TrainArgs, {"name": options.name, **model_values(options, TrainArgs)})
+    runtime = make_runtime(options)
+    path = runtime.packs.new_path(args.name, overwrite=options.overwrite)
+    references = [open_image(p) for p in image_files(options.references)]
+    test_face = open_image(options.test_face) if options.test_face else None
+    with tqdm(total=args.iterations, desc=f"training '{args.name}'", file=sys.stderr) as bar:
+
+        def on_progress(step: int, total: int, loss: float, preview) -> None:
+            bar.update(step - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        pack = finetune(runtime, references, args, on_progress, test_face=test_face)
+    pack.save(path, options.dtype)
+    print(f"saved style pack '{path.stem}' to {path}")
+
+
+def run_restyle(options: argparse.Namespace) -> None:
+    from .restyle import Restyler
+
+    values = {"pack": options.pack, "face_indices": options.faces, **model_values(options, RestyleArgs)}
+    args = parse(RestyleArgs, values)
+    runtime = make_runtime(options)
+    runtime.packs.existing(args.pack)
+    restyler = Restyler(runtime)
+    options.output.mkdir(parents=True, exist_ok=True)
+    for path in tqdm(image_files(options.inputs), desc="restyling", file=sys.stderr):
+        result = restyler.restyle(open_image(path), args)
+        target = options.output / f"{path.stem}_jojogan.png"
+        result.image.save(target)
+        tqdm.write(f"{path.name}: {result.message} -> {target}", file=sys.stderr)
+
+
+def run_packs(options: argparse.Namespace) -> None:
+    from .packs import PackLibrary
+
+    library = PackLibrary(options.models_dir / "styles")
+    if options.packs_command == "list":
+        for info in library.list():
+            print(f"{info.name}\t{info.title}\t{info.metadata.get('modelspec.date', '')}")
+        for problem in library.problems():
+            print(f"skipped: {problem}", file=sys.stderr)
+    elif options.packs_command == "show":
+        metadata = library.load(options.name).metadata
+        print(json.dumps({k: v for k, v in metadata.items() if k != "modelspec.thumbnail"}, indent=2))
+    elif options.packs_command == "delete":
+        library.delete(options.name)
+        print(f"deleted '{options.name}'")
+    else:
+        print(f"renamed to '{library.rename(options.old, options.new).stem}'")
+
+
+def run_import(options: argparse.Namespace) -> None:
+    from .packs import import_jojogan_style
+
+    runtime = make_runtime(options)
+    name = options.name or options.source.stem
+    path = import_jojogan_style(
+        options.source, runtime.packs.new_path(name), base=runtime.base.generator, title=name, dtype=options.dtype
+    )
+    print(f"imported '{options.source.name}' as style pack '{path.stem}'")
+
+
+def run_download(options: argparse.Namespace) -> None:
+    from .runtime import BASE_FILE, DETECTOR_FILES, E4E_FILE
+
+    if options.list:
+        for entry in weights.CATALOG.values():
+            print(f"{entry.name}\t{weights.human_size(entry.size)}\t{entry.kind}\t{entry.description}")
+        return
+    names = options.names or [BASE_FILE, E4E_FILE, DETECTOR_FILES["retinaface_resnet50"]]
+    folders = weights.WeightFolders(options.models_dir)
+    found = weights.require(names, folders, allow_download=True, on_progress=download_bar())
+    for name, path in found.items():
+        print(f"{name}: {path}")
+
+
+def run_app(options: argparse.Namespace) -> None:
+    from .app import serve
+
+    serve(make_runtime(options), host=options.host, port=options.port)
+
+
+COMMANDS = {
+    "train": run_train,
+    "restyle": run_restyle,
+    "packs": run_packs,
+    "import": run_import,
+    "download": run_download,
+    "app": run_app,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit code (0 ok, 1 error, 130 interrupted)."""
+    options = build_parser().parse_args(argv)
+    try:
+        COMMANDS[options.command](options)
+    except JojoganError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (OSError, RuntimeError, MemoryError) as error:
+        print(f"error: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", file=sys.stderr)
+        return 1
+    return 0

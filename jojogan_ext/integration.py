@@ -1,0 +1,127 @@
+"""What the web UI glue needs from the core, in one place: the shared services and the restyle step.
+
+The web UI loads each `scripts/*.py` file as a separate module that cannot import the others, so the
+one `Services` object of the process is created here by a memoized factory. No web UI import here:
+the glue hands in its queue lock and VRAM hooks.
+"""
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .args import RestyleArgs, infotext, parse
+from .jobs import TrainingJob, TrainingJobs
+from .restyle import Restyler
+from .runtime import Runtime
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One entry of the web UI's "JoJoGAN" settings section."""
+
+    key: str
+    default: Any
+    label: str
+    choices: tuple[str, ...] = ()
+
+
+SETTINGS = (
+    Setting("jojogan_models_dir", "", "Models folder (empty: the extension's models/ folder)"),
+    Setting("jojogan_allow_download", True, "Download missing model files automatically"),
+    Setting("jojogan_keep_loaded", True, "Keep JoJoGAN models loaded between uses"),
+    Setting("jojogan_precision", "float32", "Precision of the JoJoGAN models (half only on GPU)", tuple(DTYPES)),
+    Setting(
+        "jojogan_detector", "retinaface_resnet50", "Face detector", ("retinaface_resnet50", "retinaface_mobile0.25")
+    ),
+    Setting("jojogan_default_pack", "", "Default style pack"),
+)
+
+
+@dataclass
+class Services:
+    """The runtime, the training jobs and the restyler of one web UI (or app) process."""
+
+    runtime: Runtime
+    jobs: TrainingJobs
+    restyler: Restyler
+    exclusive: Callable[[], contextlib.AbstractContextManager]
+
+    def apply_settings(
+        self, *, device: str | torch.device, precision: str, allow_download: bool, detector: str
+    ) -> None:
+        """Follow the web UI's settings; a device, precision or detector change unloads the models."""
+        runtime = self.runtime
+        runtime.allow_download = allow_download
+        dtype = DTYPES.get(precision, torch.float32) if torch.device(device).type != "cpu" else torch.float32
+        if (torch.device(device), dtype, detector) != (runtime.device, runtime.dtype, runtime.detector_network):
+            runtime.unload()
+            runtime.device, runtime.dtype, runtime.detector_network = torch.device(device), dtype, detector
+
+    def install_hooks(
+        self,
+        *,
+        exclusive: Callable[[], contextlib.AbstractContextManager],
+        before: Callable[[], None] | None = None,
+        after: Callable[[], None] | None = None,
+        observe: Callable[[TrainingJob], None] | None = None,
+        interrupted: Callable[[], bool] | None = None,
+    ) -> None:
+        """The web UI's queue lock, VRAM hand-over and progress reporting for long jobs."""
+        self.exclusive = exclusive
+        jobs = self.jobs
+        jobs.exclusive, jobs.before, jobs.after, jobs.observe, jobs.interrupted = (
+            exclusive,
+            before,
+            after,
+            observe,
+            interrupted,
+        )
+
+    def restyle_generated(
+        self, image: Image.Image, raw_args: dict[str, Any] | None, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[Image.Image, dict[str, str], str]:
+        """The txt2img/img2img/Extras step: (image, infotext entries, message); disabled → unchanged."""
+        if not raw_args:
+            return image, {}, ""
+        args = parse(RestyleArgs, raw_args)
+        if not args.enabled or not args.pack:
+            return image, {}, ""
+        result = self.restyler.restyle(image, args, should_stop=should_stop)
+        return result.image, (infotext(args) if result.faces else {}), result.message
+
+
+_SERVICES: dict[tuple[str, str | None], Services] = {}  # the process's one Services per folder pair
+_SERVICES_LOCK = threading.Lock()
+
+
+def services_for(models_dir: str | Path, webui_models_dir: str | Path | None = None) -> Services:
+    """The one Services object for these folders (both web UI script files get the same one)."""
+    key = (str(models_dir), None if webui_models_dir is None else str(webui_models_dir))
+    with _SERVICES_LOCK:
+        if key not in _SERVICES:
+            runtime = Runtime(Path(models_dir), webui_models_dir=webui_models_dir)
+            _SERVICES[key] = Services(runtime, TrainingJobs(runtime), Restyler(runtime), contextlib.nullcontext)
+        return _SERVICES[key]
+
+
+def services_from_settings(
+    option: Callable[[str, Any], Any], extension_dir: Path, webui_models_dir: str | Path, device: str | torch.device
+) -> Services:
+    """The process's Services, following the current settings (`option(key, default)` reads one)."""
+    values = {setting.key: option(setting.key, setting.default) for setting in SETTINGS}
+    services = services_for(values["jojogan_models_dir"] or Path(extension_dir) / "models", webui_models_dir)
+    services.apply_settings(
+        device=device,
+        precision=values["jojogan_precision"],
+        allow_download=bool(values["jojogan_allow_download"]),
+        detector=values["jojogan_detector"],
+    )
+    return services

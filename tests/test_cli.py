@@ -1,0 +1,86 @@
+"""`python -m jojogan_ext` as a user runs it: real subprocesses over tiny model files."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import REPO
+
+
+@pytest.fixture()
+def models(tiny_models_dir, tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    (folder / "base").symlink_to(tiny_models_dir / "base", target_is_directory=True)
+    return folder
+
+
+def cli(models, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "jojogan_ext", "--models-dir", str(models), "--device", "cpu",
+               "--detector", "retinaface_mobile0.25", *args]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd or REPO, env=env)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and text in errors[0], result.stderr
+
+
+def test_train_list_show_restyle_rename_delete(models, fixtures, tmp_path):
+    reference = fixtures / "align" / "A_full_256.png"
+    trained = cli(models, "train", str(reference), "--name", "cli style", "--iterations", "2", "--references-are-aligned",
+                  "--seed", "3", "--dtype", "float32")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert "saved style pack 'cli style'" in trained.stdout
+    assert (models / "styles" / "cli style.safetensors").is_file()
+
+    listed = cli(models, "packs", "list")
+    assert listed.returncode == 0 and listed.stdout.startswith("cli style\tcli style\t")
+    shown = cli(models, "packs", "show", "cli style")
+    assert '"jojogan.format_version": "1"' in shown.stdout and "thumbnail" not in shown.stdout
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    Image.new("RGB", (96, 80), "gray").save(inputs / "plain.png")
+    restyled = cli(models, "restyle", str(inputs), "--pack", "cli style", "-o", str(tmp_path / "out"))
+    assert restyled.returncode == 0, restyled.stderr
+    assert "No face was found" in restyled.stderr
+    with Image.open(tmp_path / "out" / "plain_jojogan.png") as out:
+        assert out.size == (96, 80)
+
+    assert cli(models, "packs", "rename", "cli style", "renamed").returncode == 0
+    assert cli(models, "packs", "delete", "renamed").returncode == 0
+    assert not list((models / "styles").glob("*.safetensors"))
+
+
+def test_import_a_jojogan_style(models, fixtures):
+    # the tiny64 fixture style was trained on another base: the import must refuse it by shape
+    result = cli(models, "import", str(fixtures / "stylegan2" / "tiny64_jojo_style_after1step.pt"))
+    assert_one_line_error(result, "does not fit the base model")
+    assert not (models / "styles").exists() or not list((models / "styles").iterdir())
+
+
+def test_errors_are_one_line(models, tmp_path):
+    assert_one_line_error(cli(models, "restyle", str(tmp_path / "absent.png"), "--pack", "x"), "no style pack named")
+    assert_one_line_error(cli(models, "packs", "show", "../../etc/passwd"), "no style pack named")
+    bad = cli(models, "train", "x.png", "--name", "n", "--iterations", "0")
+    assert_one_line_error(bad, "iterations")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    offline = cli(empty, "import", str(tmp_path / "style.pt"))  # needs the base model, downloads are off
+    assert offline.returncode == 1 and "Traceback" not in offline.stderr
+    assert "stylegan2-ffhq-config-f.pt" in offline.stderr and "381.5 MB" in offline.stderr
+    usage = cli(models, "nonsense")
+    assert usage.returncode == 2
+
+
+def test_download_list_names_the_catalog(models):
+    result = cli(models, "download", "--list")
+    assert result.returncode == 0
+    assert "e4e_ffhq_encode.pt\t1.2 GB" in result.stdout
