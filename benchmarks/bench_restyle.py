@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import torch
-from common import FIXTURE_DIR, median, peak_memory_mb, random_base, random_inverter, report, timed
 from PIL import Image
 
 from jojogan_ext.args import RestyleArgs
@@ -18,6 +17,8 @@ from jojogan_ext.packs import save_pack
 from jojogan_ext.restyle import Restyler
 from jojogan_ext.runtime import Runtime
 from jojogan_ext.train import tensor_to_image
+
+from common import FIXTURE_DIR, median, peak_memory_mb, random_base, random_inverter, report, timed
 
 
 def main() -> None:

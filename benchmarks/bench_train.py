@@ -8,13 +8,14 @@ import argparse
 import time
 
 import torch
-from common import FIXTURE_FACE, median, peak_memory_mb, random_base, random_inverter, report, timed
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from jojogan_ext.args import TrainArgs
 from jojogan_ext.runtime import Runtime
 from jojogan_ext.train import Finetuner
+
+from common import FIXTURE_FACE, median, peak_memory_mb, random_base, random_inverter, report, timed
 
 
 def main() -> None:

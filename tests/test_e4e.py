@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from e4e_golden import golden_latent_avg, golden_state_dict, read_manifest
 from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
@@ -14,6 +13,8 @@ from safetensors.torch import load_file
 from jojogan_ext.checkpoints import load_e4e, save_e4e_cache
 from jojogan_ext.errors import CheckpointError
 from jojogan_ext.nn.e4e import Encoder4Editing
+
+from e4e_golden import golden_latent_avg, golden_state_dict, read_manifest
 
 SMALL_STYLEGAN_SIZE = 8  # opts["stylegan_size"] of the small checkpoints → 2·log2(8) − 2 = 4 styles
 FEATURES = ("c1", "c2", "c3", "p2", "p1")

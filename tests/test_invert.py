@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import torch
-from e4e_golden import golden_encoder, golden_latent_avg, read_manifest
 from PIL import Image
 
 from jojogan_ext.errors import ImageError
 from jojogan_ext.invert import Inverter, faces_to_tensor, refine
 from jojogan_ext.nn.stylegan2 import Generator
+
+from e4e_golden import golden_encoder, golden_latent_avg, read_manifest
 
 
 @pytest.fixture(scope="module")

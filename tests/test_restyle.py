@@ -10,6 +10,7 @@ from jojogan_ext.errors import JojoganError, PackError
 from jojogan_ext.faces.detect import Face
 from jojogan_ext.packs import save_pack
 from jojogan_ext.restyle import Restyler
+
 from tiny_models import astronaut, astronaut_landmarks
 
 

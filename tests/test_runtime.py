@@ -6,6 +6,7 @@ import torchvision
 
 from jojogan_ext.errors import CheckpointError, JojoganError, MissingWeightsError
 from jojogan_ext.runtime import Runtime, lpips_model
+
 from tiny_models import N_LATENT, STYLE_DIM, tiny_discriminator, tiny_generator
 
 
