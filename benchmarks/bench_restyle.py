@@ -1,6 +1,6 @@
 """Seconds to restyle one face in a 512×512 image at full size (random weights, given landmarks): end to end
 and per stage (align, e4e, generator, paste). Prints one JSON line.
-Usage: python benchmarks/bench_restyle.py [--device cuda] [--repeats 3]
+Usage: python -m benchmarks.bench_restyle [--device cuda] [--repeats 3]
 """
 
 import argparse
@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.common import FIXTURE_DIR, median, peak_memory_mb, random_base, random_inverter, report, timed
 from jojogan_ext.args import RestyleArgs
 from jojogan_ext.faces.align import align_face, paste_back
 from jojogan_ext.faces.detect import Face
@@ -17,8 +18,6 @@ from jojogan_ext.packs import save_pack
 from jojogan_ext.restyle import Restyler
 from jojogan_ext.runtime import Runtime
 from jojogan_ext.train import tensor_to_image
-
-from common import FIXTURE_DIR, median, peak_memory_mb, random_base, random_inverter, report, timed
 
 
 def main() -> None:

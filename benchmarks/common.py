@@ -4,21 +4,19 @@ import json
 import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from jojogan_ext.checkpoints import StyleGAN2Checkpoint
+from jojogan_ext.invert import Inverter
+from jojogan_ext.nn.e4e import Encoder4Editing
+from jojogan_ext.nn.stylegan2 import Discriminator, Generator
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE_DIR = REPO.parent / "shared" / "fixtures" / "align"
 FIXTURE_FACE = FIXTURE_DIR / "A_full_1024.png"
-sys.path.insert(0, str(REPO))
-
-from jojogan_ext.checkpoints import StyleGAN2Checkpoint  # noqa: E402
-from jojogan_ext.invert import Inverter  # noqa: E402
-from jojogan_ext.nn.e4e import Encoder4Editing  # noqa: E402
-from jojogan_ext.nn.stylegan2 import Discriminator, Generator  # noqa: E402
 
 
 def random_base(size: int, device: torch.device, seed: int = 0) -> StyleGAN2Checkpoint:

@@ -29,12 +29,16 @@ def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[
         x = x.reshape(batch, channels, height, 1, width, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(batch, channels, height * up, width * up)
-    x = F.pad(x, [max(pad0, 0), max(pad1, 0), max(pad0, 0), max(pad1, 0)])
-    if pad0 < 0 or pad1 < 0:
-        x = x[:, :, max(-pad0, 0) : x.shape[2] - max(-pad1, 0), max(-pad0, 0) : x.shape[3] - max(-pad1, 0)]
+    padding = 0
+    if pad0 == pad1 >= 0:
+        padding = pad0  # let the convolution pad: no padded copy to write and read back (nor its backward)
+    else:
+        x = F.pad(x, [max(pad0, 0), max(pad1, 0), max(pad0, 0), max(pad1, 0)])
+        if pad0 < 0 or pad1 < 0:
+            x = x[:, :, max(-pad0, 0) : x.shape[2] - max(-pad1, 0), max(-pad0, 0) : x.shape[3] - max(-pad1, 0)]
     # true convolution (flipped kernel), one filter shared by every channel
     weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(channels, 1, *kernel.shape)
-    return F.conv2d(x, weight, stride=down, groups=channels)
+    return F.conv2d(x, weight, stride=down, padding=padding, groups=channels)
 
 
 def blur(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:
@@ -48,4 +52,5 @@ def fused_leaky_relu(
     """leaky_relu(x + bias, slope) · scale, the bias broadcast over dim 1 (channels or features)."""
     if bias is not None:
         x = x + bias.view(1, bias.shape[0], *([1] * (x.ndim - 2)))
-    return F.leaky_relu(x, negative_slope) * scale
+    # leaky_relu keeps its input (not its output) for the backward pass, so scaling in place is safe
+    return F.leaky_relu(x, negative_slope).mul_(scale)
