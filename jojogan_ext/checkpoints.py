@@ -4,8 +4,10 @@ Never unpickles code: `.pt` files go through `torch.load(weights_only=True)`. Ev
 one `CheckpointError` that names the file and what was wrong.
 """
 
+import json
 import math
 import pickle
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ TORCH_LOAD_ERRORS = (
     IndexError,
     zipfile.BadZipFile,
     UnicodeDecodeError,
+    OSError,  # a truncated zip archive can fail inside the memory map
 )
 
 
@@ -68,9 +71,76 @@ def read_torch_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+SAFETENSORS_DTYPES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+}  # fmt: skip
+MAX_HEADER_BYTES = 16 * 2**20  # our packs' headers are a few hundred KB (the thumbnail included)
+TENSOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+def check_safetensors_header(path: Path, max_header_bytes: int = MAX_HEADER_BYTES) -> dict:
+    """Validate a safetensors header before any tensor is read: size, JSON, names, dtypes, offsets.
+
+    Returns the parsed header; raises CheckpointError naming the file and the first problem found.
+    """
+
+    def refuse(problem: str) -> CheckpointError:
+        return CheckpointError(f"{path.name} is not a valid safetensors file: {problem}.")
+
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise refuse("it is shorter than a header")
+        if prefix[:2] in (b"\x80\x02", b"\x80\x04", b"\x80\x05") or prefix[:4] == ZIP_MAGIC:
+            raise refuse("it is a pickle/PyTorch file renamed to .safetensors; it was not opened")
+        header_bytes = int.from_bytes(prefix, "little")
+        if header_bytes > max_header_bytes:
+            raise refuse(f"its header claims {header_bytes} bytes (limit {max_header_bytes})")
+        if 8 + header_bytes > size:
+            raise refuse("its header points past the end of the file (truncated?)")
+        raw = file.read(header_bytes)
+
+    def no_duplicates(pairs: list) -> dict:
+        keys = [key for key, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise refuse("a tensor name appears twice")
+        return dict(pairs)
+
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise refuse("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise refuse("its header is not a JSON object")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise refuse("its metadata is not a map of strings")
+    data_bytes = size - 8 - header_bytes
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not TENSOR_NAME.fullmatch(name) or ".." in name:
+            raise refuse(f"tensor name {name[:60]!r} is not a plain name")
+        if not isinstance(entry, dict) or entry.get("dtype") not in SAFETENSORS_DTYPES:
+            raise refuse(f"tensor {name} has no known dtype")
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise refuse(f"tensor {name} has an invalid shape")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise refuse(f"tensor {name} has invalid data offsets")
+        begin, end = offsets
+        if not 0 <= begin <= end <= data_bytes:
+            raise refuse(f"tensor {name} points past the end of the file (truncated?)")
+        if end - begin != math.prod(shape) * SAFETENSORS_DTYPES[entry["dtype"]]:
+            raise refuse(f"tensor {name}'s data size does not match its shape")
+    return header
+
+
 def read_safetensors(path: str | Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """All tensors (on CPU) and the string metadata of a `.safetensors` file."""
+    """All tensors (on CPU) and the string metadata of a `.safetensors` file (header validated first)."""
     path = _existing_file(path)
+    check_safetensors_header(path)
     try:
         with safe_open(path, framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}

@@ -5,6 +5,7 @@ Temp files are hidden siblings named `.<name>.<random>.tmp`; `remove_stale_temp_
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,13 +43,18 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(temp)
 
 
-def remove_stale_temp_files(folder: str | Path) -> list[Path]:
-    """Delete temp files left by an interrupted write (a killed process); returns what was removed."""
+def remove_stale_temp_files(folder: str | Path, min_age_seconds: float = 300.0) -> list[Path]:
+    """Delete temp files left by an interrupted write (a killed process); returns what was removed.
+
+    Only files older than `min_age_seconds` go, so a save that is running right now is left alone.
+    """
     folder = Path(folder)
     removed = []
     if folder.is_dir():
+        now = time.time()
         for temp in folder.glob(f".*{TEMP_SUFFIX}"):
             with contextlib.suppress(OSError):
-                temp.unlink()
-                removed.append(temp)
+                if now - temp.stat().st_mtime >= min_age_seconds:
+                    temp.unlink()
+                    removed.append(temp)
     return removed

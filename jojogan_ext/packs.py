@@ -19,11 +19,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .checkpoints import load_jojogan_style, read_safetensors
+from .checkpoints import check_safetensors_header, load_jojogan_style, read_safetensors
 from .errors import CheckpointError, PackError
 from .files import atomic_write, atomic_write_bytes
 from .nn.stylegan2 import Generator
@@ -222,10 +221,12 @@ def read_pack_metadata(path: str | Path) -> dict[str, str]:
     """Only the header of a pack (fast, no tensors), validated as ours."""
     path = Path(path)
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as error:
-        raise PackError(f"{path.name} is not a readable style pack: {str(error).splitlines()[0][:200]}.") from None
+        header = check_safetensors_header(path)
+    except CheckpointError as error:
+        raise PackError(str(error)) from None
+    except OSError as error:
+        raise PackError(f"{path.name} cannot be read: {error.strerror or error}.") from None
+    metadata = header.get("__metadata__", {})
     validate_metadata(path, metadata)
     return metadata
 

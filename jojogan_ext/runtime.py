@@ -18,6 +18,7 @@ from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_tor
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import Face, FaceDetector
+from .files import remove_stale_temp_files
 from .invert import Inverter
 from .nn.stylegan2 import Generator
 from .packs import PackLibrary, generator_fingerprint
@@ -89,6 +90,8 @@ class Runtime:
         self.on_download = on_download
         self.folders = weights.WeightFolders(self.models_dir, webui_models_dir)
         self.packs = PackLibrary(self.models_dir / "styles")
+        for folder in (self.packs.folder, self.models_dir / "base"):
+            remove_stale_temp_files(folder)  # half-written files of a process that was killed
         self._base, self._inverter, self._detector, self._lpips = base, inverter, detector, lpips
         self._fingerprint: str | None = None
         self._pack_cache: tuple[tuple, Generator] | None = None

@@ -253,7 +253,7 @@ def test_foreign_files_are_refused(folder, small, fixtures):
     image = folder / "image.safetensors"
     Image.new("RGB", (4, 4)).save(folder / "image.png")
     image.write_bytes((folder / "image.png").read_bytes())
-    with pytest.raises(CheckpointError, match=r"image\.safetensors is not a readable safetensors file"):
+    with pytest.raises(CheckpointError, match=r"image\.safetensors is not a valid safetensors file"):
         load_e4e(image)
 
 

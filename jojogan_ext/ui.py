@@ -1,0 +1,794 @@
+"""Gradio builders shared by the web UI (JoJoGAN tab, txt2img/img2img accordion) and the standalone app.
+
+Uses only what gradio 3.41 and 4.x share; their differences live in `uploaded_path` and `enable_queue`.
+Controls take bounds and defaults from `args.TrainArgs`/`RestyleArgs`. Handlers show the JojoganError
+sentence in a status box instead of raising; nothing here imports the web UI.
+"""
+
+import contextlib
+import functools
+import inspect
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image
+from pydantic import BaseModel
+
+from . import weights
+from .api import MAX_REFERENCES, THUMBNAIL_KEY, decode_image, import_pack_file, pack_info
+from .args import RestyleArgs, TrainArgs, field_info, parse, schema
+from .errors import ImageError, JojoganError
+from .images import open_image
+from .jobs import TrainingJob, TrainingJobs
+from .packs import PackInfo
+from .restyle import Restyler
+from .runtime import Runtime
+from .train import render_preview
+
+# The txt2img/img2img accordion's controls, in the order `build_restyle_controls` returns them.
+ACCORDION_FIELDS = ("enabled", "pack", "strength", "face_indices", "confidence", "feather", "color_match")
+# The Restyle tab's controls (after the image), in order.
+RESTYLE_TAB_FIELDS = (
+    "pack",
+    "strength",
+    "face_indices",
+    "max_faces",
+    "confidence",
+    "min_face_size",
+    "feather",
+    "color_match",
+)
+# The Train tab's argument controls, in order.
+TRAIN_FIELDS = (
+    "name",
+    "references_are_aligned",
+    "iterations",
+    "strength",
+    "preserve_color",
+    "loss",
+    "identity_weight",
+    "learning_rate",
+    "seed",
+)
+LABELS = {
+    "enabled": "Restyle faces with JoJoGAN",
+    "pack": "Style pack",
+    "face_indices": "Faces (0 = largest, e.g. 0, 2; empty = all)",
+    "color_match": "Match colours",
+    "min_face_size": "Minimum face size (px)",
+    "name": "Style pack name",
+    "references_are_aligned": "References are aligned face crops",
+    "preserve_color": "Preserve colours",
+    "identity_weight": "Identity weight",
+    "seed": "Seed (-1 = random)",
+}
+SLIDER_STEPS = {"identity_weight": 0.1}
+POLL_SECONDS = 1.0
+# outputs of every action that changes the library: pack gallery, names state, selected pack, restyle pack
+LIBRARY_OUTPUTS = 4
+PLACEHOLDER_SIZE = 64
+# what torch and the file system raise when work fails for reasons other than the user's input
+WORK_FAILURES = (RuntimeError, OSError, MemoryError)
+
+Exclusive = Callable[[], contextlib.AbstractContextManager]
+
+
+# --- gradio version differences ------------------------------------------------------------------
+
+
+def uploaded_path(item: Any) -> Path:
+    """The path of one gr.File upload: gradio 3 hands temp-file objects over, gradio 4 path strings."""
+    return Path(item if isinstance(item, str | os.PathLike) else item.name)
+
+
+def enable_queue(blocks: gr.Blocks, workers: int = 4) -> gr.Blocks:
+    """Turn the queue on (generators need it) with a few workers, so a training's progress never blocks the UI."""
+    if "default_concurrency_limit" in inspect.signature(blocks.queue).parameters:  # gradio 4
+        return blocks.queue(default_concurrency_limit=workers)
+    return blocks.queue(concurrency_count=workers)  # gradio 3
+
+
+# --- controls built from the argument models -----------------------------------------------------
+
+
+def label(name: str) -> str:
+    """The control label for a field name."""
+    return LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def property_type(model: type[BaseModel], name: str) -> str | None:
+    """The JSON-schema type of a field ('integer', 'number', 'boolean', 'string'; None for unions)."""
+    return schema(model)["properties"][name].get("type")
+
+
+def slider(model: type[BaseModel], name: str, elem_id: str) -> gr.Slider:
+    """A slider spanning the field's bounds, starting at its default."""
+    info = field_info(model, name)
+    integer = property_type(model, name) == "integer"
+    step = 1 if integer else SLIDER_STEPS.get(name, 0.01)
+    return gr.Slider(
+        minimum=info["minimum"],
+        maximum=info["maximum"],
+        value=info["default"],
+        step=step,
+        label=label(name),
+        info=info["description"],
+        elem_id=elem_id,
+    )
+
+
+def checkbox(model: type[BaseModel], name: str, elem_id: str) -> gr.Checkbox:
+    """A checkbox starting at the field's default."""
+    info = field_info(model, name)
+    return gr.Checkbox(value=info["default"], label=label(name), info=info["description"], elem_id=elem_id)
+
+
+def number(model: type[BaseModel], name: str, elem_id: str, value: float | None = None) -> gr.Number:
+    """A number box (for fields whose range makes a poor slider), at `value` or the field's default."""
+    info = field_info(model, name)
+    default = info["default"] if value is None else value
+    integer = property_type(model, name) != "number"
+    return gr.Number(
+        value=default, label=label(name), info=info["description"], precision=0 if integer else None, elem_id=elem_id
+    )
+
+
+def choices_dropdown(model: type[BaseModel], name: str, elem_id: str) -> gr.Dropdown:
+    """A dropdown of a Literal field's choices."""
+    info = field_info(model, name)
+    options = schema(model)["properties"][name]["enum"]
+    return gr.Dropdown(
+        choices=options, value=info["default"], label=label(name), info=info["description"], elem_id=elem_id
+    )
+
+
+def pack_names(runtime: Runtime) -> list[str]:
+    """The names of the usable style packs, sorted."""
+    return [info.name for info in runtime.packs.list()]
+
+
+def pack_dropdown(runtime: Runtime, elem_id: str) -> gr.Dropdown:
+    """A style pack dropdown with a refresh button beside it (created in the current layout)."""
+    names = pack_names(runtime)
+    with gr.Row():
+        dropdown = gr.Dropdown(
+            choices=names,
+            value=names[0] if names else None,
+            label=label("pack"),
+            info=field_info(RestyleArgs, "pack")["description"],
+            elem_id=elem_id,
+            scale=8,
+        )
+        refresh = gr.Button("🔄", size="sm", scale=1, min_width=40, elem_id=f"{elem_id}_refresh")
+    refresh.click(lambda: gr.update(choices=pack_names(runtime)), inputs=[], outputs=[dropdown])
+    return dropdown
+
+
+def restyle_control(runtime: Runtime, name: str, elem_prefix: str) -> gr.components.Component:
+    """One RestyleArgs control: pack dropdown, face list textbox, checkbox or slider."""
+    elem_id = f"{elem_prefix}_{name}"
+    if name == "pack":
+        return pack_dropdown(runtime, elem_id)
+    if name == "face_indices":
+        info = field_info(RestyleArgs, name)
+        return gr.Textbox(value="", label=label(name), info=info["description"], placeholder="all", elem_id=elem_id)
+    if property_type(RestyleArgs, name) == "boolean":
+        return checkbox(RestyleArgs, name, elem_id)
+    return slider(RestyleArgs, name, elem_id)
+
+
+def build_restyle_controls(
+    runtime: Runtime,
+    *,
+    enabled: gr.components.Component | None = None,
+    elem_prefix: str = "jojogan",
+) -> list[gr.components.Component]:
+    """The accordion's controls in ACCORDION_FIELDS order, created in the current Blocks context.
+
+    Pass `enabled` to use an existing switch (an InputAccordion, say) instead of a new checkbox.
+    Turn the values back into RestyleArgs fields with `restyle_values(values)`.
+    """
+    controls = []
+    for name in ACCORDION_FIELDS:
+        if name == "enabled" and enabled is not None:
+            controls.append(enabled)
+        elif name == "enabled":  # off until the user turns it on, whatever the API's default
+            info = field_info(RestyleArgs, name)["description"]
+            controls.append(gr.Checkbox(value=False, label=label(name), info=info, elem_id=f"{elem_prefix}_enabled"))
+        else:
+            controls.append(restyle_control(runtime, name, elem_prefix))
+    return controls
+
+
+def parse_face_indices(value: Any) -> list[int] | None:
+    """'0, 2' (or a list) → [0, 2]; empty → None (all faces); anything else → JojoganError."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        parts = value.replace(";", ",").replace(" ", ",").split(",")
+        try:
+            return [int(part) for part in parts if part]
+        except ValueError:
+            raise JojoganError(
+                f"Faces '{value}' is not a list of face numbers; write them like 0, 2 (0 = largest)."
+            ) from None
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise JojoganError(f"Faces must be a list of face numbers, not {value!r}.")
+
+
+def restyle_values(values: Sequence[Any], fields: Sequence[str] = ACCORDION_FIELDS) -> dict[str, Any]:
+    """Control values (in `fields` order) → a RestyleArgs dict; None leaves a field at its default.
+
+    A missing or None `enabled` means disabled (the Extras REST API passes None for every argument).
+    Validate the result with `args.parse(RestyleArgs, ...)`.
+    """
+    data: dict[str, Any] = {}
+    for name, value in zip(fields, values, strict=False):
+        if name == "face_indices":
+            data[name] = parse_face_indices(value)
+        elif value is not None:
+            data[name] = value
+    if "enabled" in fields:
+        data["enabled"] = bool(data.get("enabled", False))
+    return whole_numbers(RestyleArgs, data)
+
+
+def whole_numbers(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """Sliders hand integers over as floats (300.0); give integer fields ints again."""
+    for name, value in data.items():
+        if property_type(model, name) == "integer" and isinstance(value, float) and value.is_integer():
+            data[name] = int(value)
+    return data
+
+
+def train_values(values: Sequence[Any]) -> dict[str, Any]:
+    """Train tab control values (TRAIN_FIELDS order) → a TrainArgs dict (-1 or empty seed = random)."""
+    data = dict(zip(TRAIN_FIELDS, values, strict=True))
+    seed = data["seed"]
+    data["seed"] = None if seed is None or seed < 0 else int(seed)
+    data["name"] = str(data["name"] or "").strip()
+    return whole_numbers(TrainArgs, data)
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+
+def failure_message(error: BaseException) -> str:
+    """The sentence shown for a failed action."""
+    if isinstance(error, JojoganError):
+        return f"⚠️ {error}"
+    logging.getLogger("jojogan_ext").warning("JoJoGAN action failed", exc_info=error)
+    first_line = str(error).splitlines()[0][:300] if str(error) else ""
+    return f"⚠️ Something failed: {type(error).__name__}: {first_line} (details in the console)."
+
+
+def shows_errors(outputs: int, cleared: tuple[Any, ...] | None = None) -> Callable[[Callable], Callable]:
+    """Handler decorator: errors become the status text (the first of `outputs`).
+
+    The other outputs stay as they are, or take the `cleared` values (e.g. an empty result image).
+    """
+
+    def failed(error: BaseException) -> Any:
+        message = failure_message(error)
+        rest = cleared if cleared is not None else tuple(gr.update() for _ in range(outputs - 1))
+        return message if outputs == 1 else (message, *rest)
+
+    def decorate(handler: Callable) -> Callable:
+        if inspect.isgeneratorfunction(handler):
+
+            @functools.wraps(handler)
+            def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                try:
+                    yield from handler(*args, **kwargs)
+                except (JojoganError, *WORK_FAILURES) as error:
+                    yield failed(error)
+
+            return stream
+
+        @functools.wraps(handler)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return handler(*args, **kwargs)
+            except (JojoganError, *WORK_FAILURES) as error:
+                return failed(error)
+
+        return call
+
+    return decorate
+
+
+def format_duration(seconds: float) -> str:
+    """12 s, 3:05 or 1:02:03."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def progress_text(job: TrainingJob) -> str:
+    """One line about a training job: step/total, loss and ETA while running, else its message."""
+    if job.state != "running" or job.step == 0:
+        return job.message or f"Training '{job.args.name}': {job.state}…"
+    parts = [f"Training '{job.args.name}': step {job.step}/{job.total}"]
+    if job.loss is not None:
+        parts.append(f"loss {job.loss:.4f}")
+    if job.eta_seconds is not None:
+        parts.append(f"about {format_duration(job.eta_seconds)} left")
+    return ", ".join(parts) + "."
+
+
+def readable_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Pack metadata for people: JSON-valued entries decoded, the thumbnail left out."""
+    readable: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if key == THUMBNAIL_KEY:
+            continue
+        if value.startswith(("{", "[")):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        readable[key] = value
+    return readable
+
+
+# --- the handlers --------------------------------------------------------------------------------
+
+
+class TabHandlers:
+    """What the JoJoGAN tab's buttons do, callable without a browser; each returns its outputs in order.
+
+    The first output of every handler is its tab's status text.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        jobs: TrainingJobs,
+        *,
+        exclusive: Exclusive = contextlib.nullcontext,
+        catalog: Mapping[str, weights.WeightFile] = weights.CATALOG,
+        poll_seconds: float = POLL_SECONDS,
+    ):
+        self.runtime, self.jobs, self.exclusive = runtime, jobs, exclusive
+        self.catalog, self.poll_seconds = catalog, poll_seconds
+        self.restyler = Restyler(runtime)
+        self._download_dir: Path | None = None
+
+    def library(self, selected: str | None = None, restyle_with_it: bool = False) -> tuple[Any, ...]:
+        """Fresh pack gallery, names, selected-pack dropdown (on `selected` when it exists) and restyle dropdown.
+
+        `restyle_with_it` also picks `selected` in the Restyle tab (a pack just trained or imported).
+        """
+        infos = self.runtime.packs.list()
+        names = [info.name for info in infos]
+        gallery = [(self.preview_image(info), caption(info)) for info in infos]
+        value = selected if selected in names else (names[0] if names else None)
+        restyle = gr.update(choices=names, value=value) if restyle_with_it else gr.update(choices=names)
+        return gallery, names, gr.update(choices=names, value=value), restyle
+
+    def no_library_change(self) -> tuple[Any, ...]:
+        """Leave the library outputs as they are."""
+        return tuple(gr.update() for _ in range(LIBRARY_OUTPUTS))
+
+    def preview_image(self, info: PackInfo) -> Image.Image:
+        """The pack's preview PNG, else its thumbnail, else a grey square."""
+        with contextlib.suppress(ImageError):
+            if info.preview is not None:
+                return open_image(info.preview)
+            if info.metadata.get(THUMBNAIL_KEY):
+                return decode_image(info.metadata[THUMBNAIL_KEY], "The thumbnail")
+        return Image.new("RGB", (PLACEHOLDER_SIZE, PLACEHOLDER_SIZE), (128, 128, 128))
+
+    def references(self, files: Sequence[Any] | None) -> list[Image.Image]:
+        """The uploaded reference portraits, opened through the image gate."""
+        if not files:
+            raise JojoganError("Upload at least one reference portrait (a face in the style you want).")
+        if len(files) > MAX_REFERENCES:
+            raise JojoganError(f"Use at most {MAX_REFERENCES} reference portraits, not {len(files)}.")
+        return [open_image(uploaded_path(item)) for item in files]
+
+    # --- Train -----------------------------------------------------------------------------------
+    @shows_errors(outputs=2)
+    def prepare(
+        self, files: Sequence[Any] | None, test_face: Image.Image | None, aligned: bool
+    ) -> tuple[str, list[tuple[Image.Image, str]]]:
+        """JoJoGAN's paired data: each reference aligned, next to its e4e inversion rendered by the base model."""
+        references = self.references(files)
+        faces = references + ([open_image(test_face)] if test_face is not None else [])
+        with self.exclusive():
+            aligned_faces = self.runtime.align_references(faces, bool(aligned))
+            w_plus = self.runtime.invert(aligned_faces)  # [N, n_latent, style_dim]
+            generator = self.runtime.base.generator
+            inversions = [render_preview(generator, w_plus[i : i + 1]) for i in range(len(aligned_faces))]
+        items = []
+        for number, (face, inversion) in enumerate(zip(aligned_faces, inversions, strict=True), 1):
+            what = f"#{number}" if number <= len(references) else "test"
+            items += [(face, f"{what} aligned"), (inversion, f"{what} inverted")]
+        count = len(references)
+        message = f"Prepared {count} reference{'s' if count != 1 else ''}: aligned crops and their inversions."
+        return message, items
+
+    @shows_errors(outputs=2 + LIBRARY_OUTPUTS)
+    def train(
+        self, files: Sequence[Any] | None, test_face: Image.Image | None, overwrite: bool, *values: Any
+    ) -> Iterator[tuple[Any, ...]]:
+        """Start a training and follow it: status and live preview about every `poll_seconds`, then the new pack."""
+        args = parse(TrainArgs, train_values(values))
+        references = self.references(files)
+        job = self.jobs.start(references, args, open_image(test_face) if test_face is not None else None, overwrite)
+        shown_text, shown_preview = None, None
+        while job.active:
+            text = progress_text(job)
+            if text != shown_text or job.preview is not shown_preview:  # send only what changed
+                preview = job.preview if job.preview is not shown_preview else gr.update()
+                shown_text, shown_preview = text, job.preview
+                yield (text, preview, *self.no_library_change())
+            time.sleep(self.poll_seconds)
+        if job.state == "done":
+            yield (job.message, job.preview, *self.library(job.pack_name, restyle_with_it=True))
+        else:
+            yield (f"⚠️ {job.message}", gr.update(), *self.no_library_change())
+
+    def cancel(self) -> str:
+        """Ask the running training to stop before its next step."""
+        job = self.jobs.current()
+        if job is None or not job.active:
+            return "No training is running."
+        self.jobs.cancel(job.id)
+        return f"Cancelling '{job.args.name}': it stops before its next step and saves nothing."
+
+    # --- Restyle ---------------------------------------------------------------------------------
+    @shows_errors(outputs=3, cleared=(None, []))
+    def restyle(self, image: Image.Image | None, *values: Any) -> tuple[str, Image.Image, list]:
+        """Restyle the faces of one image; also shows each face's aligned and stylized crop."""
+        if image is None:
+            raise JojoganError("Upload an image to restyle.")
+        args = parse(RestyleArgs, restyle_values(values, RESTYLE_TAB_FIELDS))
+        picture = open_image(image)
+        with self.exclusive():
+            result = self.restyler.restyle(picture, args)
+        crops = []
+        for face in result.faces:
+            crops += [(face.aligned, f"face {face.index}: aligned"), (face.stylized, f"face {face.index}: restyled")]
+        return result.message, result.image, crops
+
+    # --- Packs -----------------------------------------------------------------------------------
+    @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
+    def refresh(self, selected: str | None = None) -> tuple[Any, ...]:
+        """Re-read the packs folder; unusable files are named in the status."""
+        library = self.library(selected)
+        count = len(library[1])
+        lines = [f"{count} style pack{'s' if count != 1 else ''}."]
+        lines += [f"Skipped: {problem}" for problem in self.runtime.packs.problems()]
+        return ("\n".join(lines), *library)
+
+    def select(self, names: list[str] | None, event: gr.SelectData) -> Any:
+        """A click in the pack gallery selects that pack."""
+        index = event.index if isinstance(event.index, int) else None
+        if not names or index is None or not 0 <= index < len(names):
+            return gr.update()
+        return gr.update(value=names[index])
+
+    @shows_errors(outputs=2)
+    def show(self, name: str | None) -> tuple[Any, Any]:
+        """The selected pack's metadata (the status is left alone when all is well)."""
+        if not name:
+            return gr.update(), None
+        info = pack_info(self.runtime, name)
+        details = {"name": info.name, "file": info.path.name, "size_bytes": info.path.stat().st_size}
+        return gr.update(), {**details, **readable_metadata(info.metadata)}
+
+    @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
+    def import_file(self, upload: Any, name: str | None, overwrite: bool) -> tuple[Any, ...]:
+        """Import an uploaded style pack (.safetensors) or JoJoGAN style (.pt)."""
+        if upload is None:
+            raise JojoganError("Choose a .safetensors style pack or a JoJoGAN .pt file to import.")
+        source = uploaded_path(upload)
+        target = (name or "").strip() or source.stem
+        with self.exclusive():
+            path = import_pack_file(self.runtime, source, target, bool(overwrite))
+        return (f"Imported {source.name} as style pack '{path.stem}'.", *self.library(path.stem, restyle_with_it=True))
+
+    @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
+    def rename(self, name: str | None, new_name: str | None) -> tuple[Any, ...]:
+        """Rename the selected pack (and its preview); a taken name is refused."""
+        if not name:
+            raise JojoganError("Select a style pack to rename.")
+        path = self.runtime.packs.rename(name, (new_name or "").strip())
+        return (f"Renamed '{name}' to '{path.stem}'.", *self.library(path.stem))
+
+    @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
+    def delete(self, name: str | None) -> tuple[Any, ...]:
+        """Delete the selected pack and its preview."""
+        if not name:
+            raise JojoganError("Select a style pack to delete.")
+        self.runtime.packs.delete(name)
+        return (f"Deleted style pack '{name}'.", *self.library())
+
+    @shows_errors(outputs=2)
+    def download(self, name: str | None) -> tuple[str, str]:
+        """A copy of the pack file in a temp folder (gradio serves files from there in every version)."""
+        if not name:
+            raise JojoganError("Select a style pack to download.")
+        path = self.runtime.packs.existing(name)
+        if self._download_dir is None:
+            self._download_dir = Path(tempfile.mkdtemp(prefix="jojogan-downloads-"))
+        copy = self._download_dir / path.name
+        shutil.copyfile(path, copy)
+        return f"'{path.stem}' is ready to download below.", str(copy)
+
+    def published_styles(self) -> list[str]:
+        """Catalog names of JoJoGAN's published styles."""
+        return [entry.name for entry in self.catalog.values() if entry.kind == "styles"]
+
+    @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
+    def fetch(self, entry_name: str | None) -> Iterator[tuple[Any, ...]]:
+        """Download a published JoJoGAN style (or use the copy already in the styles folder) and import it."""
+        entry = self.catalog.get(entry_name or "")
+        if entry is None or entry.kind != "styles":
+            raise JojoganError("Choose one of the published styles to download.")
+        name = Path(entry.name).stem
+        self.runtime.packs.new_path(name)  # refuse a taken name before downloading 130 MB
+        progress: dict[str, Any] = {"done": 0, "total": entry.size}
+        outcome: dict[str, Any] = {}
+
+        def on_progress(_: str, done: int, total: int | None) -> None:
+            progress.update(done=done, total=total)
+
+        def work() -> None:
+            try:
+                found = weights.require(
+                    [entry],
+                    self.runtime.folders,
+                    allow_download=True,
+                    on_progress=on_progress,
+                    progress=False,
+                    catalog=self.catalog,
+                )
+                outcome["path"] = found[entry.name]
+            except (JojoganError, *WORK_FAILURES) as error:
+                outcome["error"] = error
+
+        worker = threading.Thread(target=work, name="jojogan-fetch", daemon=True)
+        worker.start()
+        while worker.is_alive():
+            done, total = weights.human_size(progress["done"]), weights.human_size(progress["total"])
+            yield (f"Downloading {entry.name}: {done} of {total}…", *self.no_library_change())
+            worker.join(self.poll_seconds / 2)
+        if "error" in outcome:
+            raise outcome["error"]
+        yield (f"Importing {entry.name}…", *self.no_library_change())
+        with self.exclusive():
+            path = import_pack_file(self.runtime, outcome["path"], name)
+        yield (f"Imported {entry.name} as style pack '{path.stem}'.", *self.library(path.stem, restyle_with_it=True))
+
+
+def caption(info: PackInfo) -> str:
+    """A gallery caption: the pack name, with its title when that differs."""
+    return info.name if info.title == info.name else f"{info.title} ({info.name})"
+
+
+# --- the tab -------------------------------------------------------------------------------------
+
+
+def build_tab(
+    runtime: Runtime,
+    jobs: TrainingJobs,
+    *,
+    exclusive: Exclusive = contextlib.nullcontext,
+    catalog: Mapping[str, weights.WeightFile] = weights.CATALOG,
+    theme: Any = None,
+) -> gr.Blocks:
+    """The JoJoGAN tab (Train, Restyle, Packs) as gr.Blocks, for `on_ui_tabs` and the standalone app."""
+    handlers = TabHandlers(runtime, jobs, exclusive=exclusive, catalog=catalog)
+    with gr.Blocks(analytics_enabled=False, title="JoJoGAN", theme=theme) as blocks:
+        with gr.Tab("Train", elem_id="jojogan_train_tab"):
+            train = build_train_tab()
+        with gr.Tab("Restyle", elem_id="jojogan_restyle_tab"):
+            restyle = build_restyle_tab(runtime)
+        with gr.Tab("Packs", elem_id="jojogan_packs_tab"):
+            packs = build_packs_tab(handlers)
+        library = [packs["gallery"], packs["names"], packs["selected"], restyle["controls"][0]]
+
+        train["prepare"].click(
+            handlers.prepare,
+            inputs=[train["references"], train["test_face"], train["aligned"]],
+            outputs=[train["status"], train["pairs"]],
+        )
+        train["train"].click(
+            handlers.train,
+            inputs=[train["references"], train["test_face"], train["overwrite"], *train["controls"]],
+            outputs=[train["status"], train["preview"], *library],
+        )
+        train["cancel"].click(handlers.cancel, inputs=[], outputs=[train["status"]], queue=False)
+
+        restyle["button"].click(
+            handlers.restyle,
+            inputs=[restyle["image"], *restyle["controls"]],
+            outputs=[restyle["status"], restyle["result"], restyle["crops"]],
+            api_name="jojogan_restyle",
+        )
+
+        status = packs["status"]
+        packs["refresh"].click(
+            handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], api_name="jojogan_packs"
+        )
+        packs["gallery"].select(handlers.select, inputs=[packs["names"]], outputs=[packs["selected"]])
+        packs["selected"].change(
+            handlers.show, inputs=[packs["selected"]], outputs=[status, packs["metadata"]], api_name="jojogan_pack"
+        )
+        packs["import"].click(
+            handlers.import_file,
+            inputs=[packs["upload"], packs["import_name"], packs["overwrite"]],
+            outputs=[status, *library],
+        )
+        packs["rename"].click(
+            handlers.rename, inputs=[packs["selected"], packs["new_name"]], outputs=[status, *library]
+        )
+        packs["delete"].click(handlers.delete, inputs=[packs["selected"]], outputs=[status, *library])
+        packs["download"].click(handlers.download, inputs=[packs["selected"]], outputs=[status, packs["file"]])
+        packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library])
+        # No page-load refresh: in gradio 3.41 any output that arrives while a file uploads can leave the upload
+        # hanging at "Uploading..."; the 🔄 buttons re-read the packs folder instead.
+    return blocks
+
+
+def build_train_tab() -> dict[str, Any]:
+    """Train: references (+ test face), arguments, Prepare / Train / Cancel, status, live preview, pairs."""
+    with gr.Row():
+        with gr.Column():
+            references = gr.File(
+                label=f"Reference portraits (1–{MAX_REFERENCES})",
+                file_count="multiple",
+                file_types=["image"],
+                elem_id="jojogan_references",
+            )
+            test_face = gr.Image(label="Test face (optional preview)", type="pil", elem_id="jojogan_test_face")
+            name = gr.Textbox(
+                value=field_info(TrainArgs, "name")["default"],
+                label=label("name"),
+                info=field_info(TrainArgs, "name")["description"],
+                elem_id="jojogan_name",
+            )
+            aligned = checkbox(TrainArgs, "references_are_aligned", "jojogan_references_are_aligned")
+            iterations = slider(TrainArgs, "iterations", "jojogan_iterations")
+            strength = slider(TrainArgs, "strength", "jojogan_train_strength")
+            preserve_color = checkbox(TrainArgs, "preserve_color", "jojogan_preserve_color")
+            with gr.Accordion("Advanced", open=False):
+                loss = choices_dropdown(TrainArgs, "loss", "jojogan_loss")
+                identity_weight = slider(TrainArgs, "identity_weight", "jojogan_identity_weight")
+                learning_rate = number(TrainArgs, "learning_rate", "jojogan_learning_rate")
+                seed = number(TrainArgs, "seed", "jojogan_seed", value=-1)
+                overwrite = gr.Checkbox(
+                    value=False, label="Replace a pack of the same name", elem_id="jojogan_overwrite"
+                )
+            with gr.Row():
+                prepare = gr.Button("Prepare", elem_id="jojogan_prepare")
+                train = gr.Button("Train", variant="primary", elem_id="jojogan_train")
+                cancel = gr.Button("Cancel", variant="stop", elem_id="jojogan_cancel")
+        with gr.Column():
+            status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="jojogan_train_status")
+            preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id="jojogan_preview")
+            pairs = gr.Gallery(
+                label="Aligned references and their e4e inversions (the paired data)",
+                columns=4,
+                object_fit="contain",
+                elem_id="jojogan_pairs",
+            )
+    by_field = {
+        "name": name,
+        "references_are_aligned": aligned,
+        "iterations": iterations,
+        "strength": strength,
+        "preserve_color": preserve_color,
+        "loss": loss,
+        "identity_weight": identity_weight,
+        "learning_rate": learning_rate,
+        "seed": seed,
+    }
+    return {
+        "references": references,
+        "test_face": test_face,
+        "controls": [by_field[field] for field in TRAIN_FIELDS],
+        "aligned": aligned,
+        "overwrite": overwrite,
+        "prepare": prepare,
+        "train": train,
+        "cancel": cancel,
+        "status": status,
+        "preview": preview,
+        "pairs": pairs,
+    }
+
+
+def build_restyle_tab(runtime: Runtime) -> dict[str, Any]:
+    """Restyle: image, pack and options → result, face crops, message."""
+    with gr.Row():
+        with gr.Column():
+            image = gr.Image(label="Image", type="pil", elem_id="jojogan_restyle_image")
+            controls = [restyle_control(runtime, name, "jojogan_restyle") for name in RESTYLE_TAB_FIELDS]
+            button = gr.Button("Restyle", variant="primary", elem_id="jojogan_restyle_button")
+        with gr.Column():
+            status = gr.Textbox(label="Status", interactive=False, elem_id="jojogan_restyle_status")
+            result = gr.Image(label="Result", type="pil", interactive=False, elem_id="jojogan_restyle_result")
+            crops = gr.Gallery(label="Faces: aligned and restyled", columns=4, elem_id="jojogan_restyle_crops")
+    return {"image": image, "controls": controls, "button": button, "status": status, "result": result, "crops": crops}
+
+
+def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
+    """Packs: gallery, metadata, import, rename, delete, download and the published styles."""
+    gallery_items, names, _, _ = handlers.library()
+    with gr.Row():
+        with gr.Column(scale=2):
+            gallery = gr.Gallery(
+                value=gallery_items,
+                label="Style packs",
+                columns=4,
+                allow_preview=False,
+                object_fit="contain",
+                elem_id="jojogan_pack_gallery",
+            )
+            refresh = gr.Button("Refresh the packs", elem_id="jojogan_packs_refresh")
+        with gr.Column(scale=1):
+            status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="jojogan_packs_status")
+            selected = gr.Dropdown(
+                choices=names, value=names[0] if names else None, label="Selected pack", elem_id="jojogan_selected_pack"
+            )
+            metadata = gr.JSON(label="Metadata", elem_id="jojogan_pack_metadata")
+            with gr.Row():
+                download = gr.Button("Download", elem_id="jojogan_pack_download")
+                delete = gr.Button("Delete", variant="stop", elem_id="jojogan_pack_delete")
+            file = gr.File(label="Pack file", interactive=False, elem_id="jojogan_pack_file")
+            with gr.Row():
+                new_name = gr.Textbox(label="New name", elem_id="jojogan_pack_new_name", scale=3)
+                rename = gr.Button("Rename", elem_id="jojogan_pack_rename", scale=1)
+            with gr.Accordion("Import a style pack or a JoJoGAN .pt", open=False):
+                upload = gr.File(
+                    label="Style pack (.safetensors) or JoJoGAN style (.pt)",
+                    file_types=[".safetensors", ".pt", ".pth"],
+                    elem_id="jojogan_import_file",
+                )
+                import_name = gr.Textbox(label="Name (empty = file name)", elem_id="jojogan_import_name")
+                overwrite = gr.Checkbox(value=False, label="Replace a pack of the same name")
+                import_button = gr.Button("Import", elem_id="jojogan_import")
+            with gr.Accordion("Published JoJoGAN styles", open=False):
+                styles = handlers.published_styles()
+                published = gr.Dropdown(
+                    choices=styles,
+                    value=styles[0] if styles else None,
+                    label="Style",
+                    info="JoJoGAN's pretrained styles (about 133 MB each), downloaded and imported as style packs.",
+                    elem_id="jojogan_published_style",
+                )
+                fetch = gr.Button("Download and import", elem_id="jojogan_fetch")
+    names_state = gr.State(names)
+    return {
+        "gallery": gallery,
+        "names": names_state,
+        "refresh": refresh,
+        "status": status,
+        "selected": selected,
+        "metadata": metadata,
+        "download": download,
+        "delete": delete,
+        "file": file,
+        "new_name": new_name,
+        "rename": rename,
+        "upload": upload,
+        "import_name": import_name,
+        "overwrite": overwrite,
+        "import": import_button,
+        "published": published,
+        "fetch": fetch,
+    }

@@ -1,0 +1,159 @@
+"""Web UI glue: the JoJoGAN tab, its settings, the /jojogan/v1 routes and face restyling in txt2img/img2img.
+
+Only wiring lives here; everything else is in the `jojogan_ext` core package.
+"""
+
+from pathlib import Path
+
+import gradio as gr
+from modules import call_queue, devices, paths_internal, script_callbacks, scripts, sd_models, shared, ui_components
+
+from jojogan_ext import api, ui
+from jojogan_ext.errors import JojoganError
+from jojogan_ext.integration import SETTINGS, Services, services_from_settings
+from jojogan_ext.jobs import TrainingJob
+
+EXTENSION_DIR = Path(__file__).resolve().parents[1]
+SECTION = ("jojogan", "JoJoGAN")
+
+
+class WebUIHooks:
+    """How long jobs share the web UI: its queue lock, the SD model moved off the GPU, progress in shared.state."""
+
+    def __init__(self):
+        self.moved_model = None
+
+    @staticmethod
+    def exclusive():
+        return call_queue.queue_lock
+
+    def before(self) -> None:
+        shared.state.begin(job="jojogan_train")
+        shared.state.job = "JoJoGAN training"
+        model = sd_models.model_data.sd_model  # the attribute, not shared.sd_model (which would load one)
+        if model is not None and devices.device.type == "cuda":
+            sd_models.send_model_to_cpu(model)
+            self.moved_model = model
+
+    def after(self) -> None:
+        if self.moved_model is not None:
+            sd_models.send_model_to_device(self.moved_model)
+            self.moved_model = None
+        if not option("jojogan_keep_loaded", True):
+            services().runtime.unload()
+        devices.torch_gc()
+        shared.state.end()
+
+    @staticmethod
+    def observe(job: TrainingJob) -> None:
+        shared.state.sampling_steps, shared.state.sampling_step = job.total, job.step
+        shared.state.textinfo = job.message
+        if job.preview is not None:
+            shared.state.assign_current_image(job.preview)
+
+    @staticmethod
+    def interrupted() -> bool:
+        return bool(shared.state.interrupted)
+
+
+HOOKS = WebUIHooks()
+
+
+def option(key: str, default):
+    return shared.opts.data.get(key, default)
+
+
+def services() -> Services:
+    """The process's JoJoGAN services, following the current settings, with the web UI's hooks."""
+    found = services_from_settings(option, EXTENSION_DIR, paths_internal.models_path, devices.device)
+    if found.jobs.before is None:
+        found.install_hooks(
+            exclusive=HOOKS.exclusive,
+            before=HOOKS.before,
+            after=HOOKS.after,
+            observe=HOOKS.observe,
+            interrupted=HOOKS.interrupted,
+        )
+    return found
+
+
+def on_ui_settings() -> None:
+    for setting in SETTINGS:
+        component_args = {"choices": list(setting.choices)} if setting.choices else None
+        shared.opts.add_option(
+            setting.key,
+            shared.OptionInfo(
+                setting.default,
+                setting.label,
+                gr.Radio if setting.choices else None,
+                component_args,
+                section=SECTION,
+            ),
+        )
+
+
+def on_ui_tabs():
+    found = services()
+    return [(ui.build_tab(found.runtime, found.jobs, exclusive=found.exclusive), "JoJoGAN", "jojogan")]
+
+
+def on_app_started(demo, app) -> None:
+    found = services()
+    app.include_router(api.create_router(found.runtime, found.jobs, exclusive=found.exclusive), prefix=api.API_PREFIX)
+
+
+class JoJoGANScript(scripts.Script):
+    """Restyles every generated face; API: alwayson_scripts {"JoJoGAN": {"args": [{RestyleArgs...}]}}."""
+
+    def title(self) -> str:
+        return "JoJoGAN"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        tab = "img2img" if is_img2img else "txt2img"
+        runtime = services().runtime
+        with ui_components.InputAccordion(False, label="JoJoGAN", elem_id=f"jojogan_{tab}") as enabled:
+            controls = ui.build_restyle_controls(runtime, enabled=enabled, elem_prefix=f"jojogan_{tab}")
+        pack, strength = controls[ui.ACCORDION_FIELDS.index("pack")], controls[ui.ACCORDION_FIELDS.index("strength")]
+        default_pack = option("jojogan_default_pack", "")
+        if default_pack:
+            pack.value = default_pack
+        state = gr.State(ui.restyle_values([control.value for control in controls]))
+        for control in controls:
+            control.change(lambda *values: ui.restyle_values(values), inputs=controls, outputs=[state], queue=False)
+        self.infotext_fields = [
+            (enabled, lambda params: "JoJoGAN pack" in params),
+            (pack, "JoJoGAN pack"),
+            (strength, "JoJoGAN strength"),
+        ]
+        self.paste_field_names = ["JoJoGAN pack", "JoJoGAN strength"]
+        return [state]
+
+    def postprocess_image(self, p, pp, restyle_args=None):
+        if not isinstance(restyle_args, dict) or not restyle_args.get("enabled") or shared.state.interrupted:
+            return
+        try:
+            image, infotext, message = services().restyle_generated(
+                pp.image, restyle_args, should_stop=lambda: bool(shared.state.interrupted)
+            )
+        except JojoganError as error:
+            print(f"JoJoGAN: {error}")
+            return
+        except (RuntimeError, OSError, MemoryError) as error:  # e.g. out of GPU memory: keep the image as it is
+            print(f"JoJoGAN: restyling failed, the image is unchanged: {type(error).__name__}: {error}")
+            return
+        pp.image = image
+        p.extra_generation_params.update(infotext)
+        if message:
+            print(f"JoJoGAN: {message}")
+
+    def postprocess(self, p, processed, restyle_args=None):
+        if isinstance(restyle_args, dict) and restyle_args.get("enabled") and not option("jojogan_keep_loaded", True):
+            services().runtime.unload()
+
+
+script_callbacks.on_ui_settings(on_ui_settings)
+script_callbacks.on_ui_tabs(on_ui_tabs)
+script_callbacks.on_app_started(on_app_started)

@@ -1,0 +1,103 @@
+"""Headless Chromium drives the standalone app: prepare and train a style (2 iterations), then restyle with it.
+
+Needs Debian's `chromium` and the `playwright` package (driving that browser; `playwright install` is never
+used); skipped when either is absent. Screenshots also go to /tmp/jojogan_screenshots/ for people to look at.
+"""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from jojogan_ext.app import create_app
+
+from app_server import served
+
+CHROMIUM = Path(os.environ.get("JOJOGAN_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SHOTS = Path("/tmp/jojogan_screenshots")
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture()
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def save_screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    SHOTS.mkdir(exist_ok=True)
+    shutil.copyfile(path, SHOTS / name)
+    return path
+
+
+def wait_for_status(page, elem_id: str, text: str, timeout: float = TIMEOUT_MS / 1000) -> str:
+    """Poll a status box from Python until it contains `text` (in-page polling stalls in headless Chromium)."""
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = page.input_value(f"#{elem_id} textarea")
+        if text in status:
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"'{text}' did not appear in #{elem_id} within {timeout} s; it says: {status!r}")
+
+
+def test_train_a_style_in_the_browser(browser, tiny_runtime, fixtures, tmp_path):
+    reference = fixtures / "align" / "A_full_256.png"
+    with served(create_app(tiny_runtime)) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url, wait_until="domcontentloaded")
+
+        page.set_input_files("#jojogan_references input[type=file]", str(reference))
+        page.wait_for_selector(f"#jojogan_references a[download='{reference.name}']")  # uploaded, not "Uploading..."
+        page.check("#jojogan_references_are_aligned input[type=checkbox]")
+        page.fill("#jojogan_name textarea", "browser style")
+        page.fill("#jojogan_iterations input[type=number]", "2")
+        page.press("#jojogan_iterations input[type=number]", "Tab")
+        page.click("#jojogan_prepare")
+        wait_for_status(page, "jojogan_train_status", "Prepared 1 reference")
+        page.wait_for_selector("#jojogan_pairs img")
+        page.click("#jojogan_train")
+
+        status = wait_for_status(page, "jojogan_train_status", "Saved style pack")
+        assert status == "Saved style pack 'browser style'."
+        page.wait_for_selector("#jojogan_preview img")
+        shot = save_screenshot(page, tmp_path, "train_done.png")
+
+        page.click("button:has-text('Packs')")
+        page.wait_for_selector("#jojogan_pack_gallery >> text=browser style")
+        save_screenshot(page, tmp_path, "packs.png")
+
+        page.click("button:has-text('Restyle')")  # the new pack is already chosen there
+        page.set_input_files("#jojogan_restyle_image input[type=file]", str(fixtures / "align" / "astronaut.png"))
+        page.wait_for_selector("#jojogan_restyle_image img")
+        for elem_id, value in [("jojogan_restyle_confidence", "0.05"), ("jojogan_restyle_max_faces", "1")]:
+            page.fill(f"#{elem_id} input[type=number]", value)  # random detector weights: low scores
+            page.press(f"#{elem_id} input[type=number]", "Tab")
+        page.click("#jojogan_restyle_button")
+        assert wait_for_status(page, "jojogan_restyle_status", "Restyled") == "Restyled 1 face with 'browser style'."
+        page.wait_for_selector("#jojogan_restyle_result img")
+        save_screenshot(page, tmp_path, "restyle.png")
+
+    assert shot.stat().st_size > 10_000
+    pack = tiny_runtime.packs.existing("browser style")
+    assert pack.is_file() and pack.with_name("browser style.preview.png").is_file()
