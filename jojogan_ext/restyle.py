@@ -76,7 +76,7 @@ class Restyler:
             batch = aligned[start : start + GENERATOR_BATCH]
             w_plus = self.runtime.invert([a.image for a in batch])  # [b, n_latent, style_dim]
             with torch.inference_mode():
-                images = generator.synthesis(w_plus, noise="const")  # [b, 3, size, size]
+                images = generator.synthesis(w_plus.to(self.runtime.dtype), noise="const")  # [b, 3, size, size]
             stylized.extend(tensor_to_image(out) for out in images)
         result = paste_back(image, stylized, aligned, feather=args.feather, color_match=args.color_match)
         restyled = [

@@ -218,13 +218,16 @@ class Runtime:
         return w_plus[:, : generator.n_latent]
 
     def pack_generator(self, name: str, strength: float = 1.0) -> Generator:
-        """The base generator with a pack's weights blended by `strength`; the last one is kept for reuse."""
+        """The base generator with a pack's weights blended by `strength`, in the runtime's precision.
+
+        The last one is kept for reuse (restyling a batch of images builds it once).
+        """
         path = self.packs.existing(name)
-        key = (str(path), path.stat().st_mtime_ns, round(float(strength), 4))
+        key = (str(path), path.stat().st_mtime_ns, round(float(strength), 4), self.dtype)
         with self._lock:
             if self._pack_cache is None or self._pack_cache[0] != key:
                 self._pack_cache = None  # free the old copy before building the new one
                 pack = self.packs.load(name)
                 generator = pack.generator(self.base.generator, strength, base_fingerprint=self.base_fingerprint)
-                self._pack_cache = (key, generator)
+                self._pack_cache = (key, generator.to(self.dtype))
             return self._pack_cache[1]

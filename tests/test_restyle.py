@@ -85,3 +85,14 @@ def test_detection_path_runs_with_the_real_detector(styled_runtime, fixtures):
     result = Restyler(styled_runtime).restyle(astronaut(fixtures), RestyleArgs(pack="bold", confidence=0.99))
     assert result.image.size == (512, 512)
     assert isinstance(result.message, str) and result.message
+
+
+def test_half_precision_restyles_close_to_float32(styled_runtime, fixtures, face):
+    """The precision setting (half precision is for GPUs) runs the e4e and the generator in bfloat16."""
+    image = astronaut(fixtures)
+    full = Restyler(styled_runtime).restyle(image, RestyleArgs(pack="bold"), faces=[face]).faces[0].stylized
+    styled_runtime.unload()
+    styled_runtime.dtype = torch.bfloat16
+    half = Restyler(styled_runtime).restyle(image, RestyleArgs(pack="bold"), faces=[face]).faces[0].stylized
+    assert next(styled_runtime.pack_generator("bold").parameters()).dtype == torch.bfloat16
+    assert np.abs(pixels(half) - pixels(full)).mean() < 3  # measured 0.7 grey levels
