@@ -1,8 +1,10 @@
 """What the web UI glue needs from the core, in one place: the shared services and the restyle step.
 
 The web UI loads each `scripts/*.py` file as a separate module that cannot import the others, so the
-one `Services` object of the process is created here by a memoized factory. No web UI import here:
-the glue hands in its queue lock and VRAM hooks.
+one `Services` object of the process is created here by a memoized factory. Its models folder is read
+from the settings once (the tab and the /jojogan/v1 routes are built on it at start-up, so a new folder
+needs a restart); device, precision, detector and downloads follow the settings live. No web UI import
+here: the glue hands in its queue lock and VRAM hooks.
 """
 
 import contextlib
@@ -31,10 +33,11 @@ class Setting:
     default: Any
     label: str
     choices: tuple[str, ...] = ()
+    needs_restart: bool = False
 
 
 SETTINGS = (
-    Setting("jojogan_models_dir", "", "Models folder (empty: the extension's models/ folder)"),
+    Setting("jojogan_models_dir", "", "Models folder (empty: the extension's models/ folder)", needs_restart=True),
     Setting("jojogan_allow_download", True, "Download missing model files automatically"),
     Setting("jojogan_keep_loaded", True, "Keep JoJoGAN models loaded between uses"),
     Setting("jojogan_precision", "float32", "Precision of the JoJoGAN models (half only on GPU)", tuple(DTYPES)),
@@ -86,38 +89,54 @@ class Services:
         )
 
     def restyle_generated(
-        self, image: Image.Image, raw_args: dict[str, Any] | None, should_stop: Callable[[], bool] | None = None
+        self,
+        image: Image.Image,
+        raw_args: dict[str, Any] | None,
+        should_stop: Callable[[], bool] | None = None,
+        default_pack: str = "",
     ) -> tuple[Image.Image, dict[str, str], str]:
-        """The txt2img/img2img/Extras step: (image, infotext entries, message); disabled → unchanged."""
+        """The txt2img/img2img/Extras step: (image, infotext entries, message); disabled → unchanged.
+
+        Without a pack in the arguments, `default_pack` (the "Default style pack" setting) is used.
+        """
         if not raw_args:
             return image, {}, ""
+        if not raw_args.get("pack") and default_pack:
+            raw_args = {**raw_args, "pack": default_pack}
         args = parse(RestyleArgs, raw_args)
-        if not args.enabled or not args.pack:
+        if not args.enabled:
             return image, {}, ""
+        if not args.pack:
+            return (
+                image,
+                {},
+                'No style pack was chosen, so the image is unchanged; pick one in the accordion (API: "pack").',
+            )
+        self.runtime.packs.existing(args.pack)  # a misspelt pack is reported even when no face is found
         result = self.restyler.restyle(image, args, should_stop=should_stop)
         return result.image, (infotext(args) if result.faces else {}), result.message
 
 
-_SERVICES: dict[tuple[str, str | None], Services] = {}  # the process's one Services per folder pair
+_SERVICES: dict[tuple[str, str], Services] = {}  # the process's one Services per extension and web UI folder
 _SERVICES_LOCK = threading.Lock()
-
-
-def services_for(models_dir: str | Path, webui_models_dir: str | Path | None = None) -> Services:
-    """The one Services object for these folders (both web UI script files get the same one)."""
-    key = (str(models_dir), None if webui_models_dir is None else str(webui_models_dir))
-    with _SERVICES_LOCK:
-        if key not in _SERVICES:
-            runtime = Runtime(Path(models_dir), webui_models_dir=webui_models_dir)
-            _SERVICES[key] = Services(runtime, TrainingJobs(runtime), Restyler(runtime), contextlib.nullcontext)
-        return _SERVICES[key]
 
 
 def services_from_settings(
     option: Callable[[str, Any], Any], extension_dir: Path, webui_models_dir: str | Path, device: str | torch.device
 ) -> Services:
-    """The process's Services, following the current settings (`option(key, default)` reads one)."""
+    """The process's Services, following the current settings (`option(key, default)` reads one).
+
+    The models folder comes from the settings of the first call and stays until a restart, so the tab,
+    the routes and the scripts always share one folder; the other settings are applied on every call.
+    """
     values = {setting.key: option(setting.key, setting.default) for setting in SETTINGS}
-    services = services_for(values["jojogan_models_dir"] or Path(extension_dir) / "models", webui_models_dir)
+    key = (str(extension_dir), str(webui_models_dir))
+    with _SERVICES_LOCK:
+        if key not in _SERVICES:
+            models_dir = values["jojogan_models_dir"] or Path(extension_dir) / "models"
+            runtime = Runtime(Path(models_dir), webui_models_dir=webui_models_dir)
+            _SERVICES[key] = Services(runtime, TrainingJobs(runtime), Restyler(runtime), contextlib.nullcontext)
+        services = _SERVICES[key]
     services.apply_settings(
         device=device,
         precision=values["jojogan_precision"],

@@ -9,6 +9,7 @@ import gradio as gr
 from modules import call_queue, devices, paths_internal, script_callbacks, scripts, sd_models, shared, ui_components
 
 from jojogan_ext import api, ui
+from jojogan_ext.args import INFOTEXT_FIELDS, from_infotext
 from jojogan_ext.errors import JojoganError
 from jojogan_ext.integration import SETTINGS, Services, services_from_settings
 from jojogan_ext.jobs import TrainingJob
@@ -29,7 +30,7 @@ class WebUIHooks:
 
     def before(self) -> None:
         shared.state.begin(job="jojogan_train")
-        shared.state.job = "JoJoGAN training"
+        shared.state.job, shared.state.job_count = "JoJoGAN training", 1  # begin() leaves -1: negative progress
         model = sd_models.model_data.sd_model  # the attribute, not shared.sd_model (which would load one)
         if model is not None and devices.device.type == "cuda":
             sd_models.send_model_to_cpu(model)
@@ -80,16 +81,15 @@ def services() -> Services:
 def on_ui_settings() -> None:
     for setting in SETTINGS:
         component_args = {"choices": list(setting.choices)} if setting.choices else None
-        shared.opts.add_option(
-            setting.key,
-            shared.OptionInfo(
-                setting.default,
-                setting.label,
-                gr.Radio if setting.choices else None,
-                component_args,
-                section=SECTION,
-            ),
+        info = shared.OptionInfo(
+            setting.default,
+            setting.label,
+            gr.Radio if setting.choices else None,
+            component_args,
+            onchange=None if setting.needs_restart else services,  # apply at once, also for API-only use
+            section=SECTION,
         )
+        shared.opts.add_option(setting.key, info.needs_restart() if setting.needs_restart else info)
 
 
 def on_ui_tabs():
@@ -123,20 +123,35 @@ class JoJoGANScript(scripts.Script):
         state = gr.State(ui.restyle_values([control.value for control in controls]))
         for control in controls:
             control.change(lambda *values: ui.restyle_values(values), inputs=controls, outputs=[state], queue=False)
+        pack_label, strength_label = INFOTEXT_FIELDS["pack"], INFOTEXT_FIELDS["strength"]
+        defaults = state.value
         self.infotext_fields = [
-            (enabled, lambda params: "JoJoGAN pack" in params),
-            (pack, "JoJoGAN pack"),
-            (strength, "JoJoGAN strength"),
+            (enabled, lambda params: pack_label in params),
+            (pack, pack_label),
+            (strength, strength_label),
+            # the script's argument itself, so that the API's "infotext" field restores restyling too
+            (
+                state,
+                lambda params: {**defaults, "enabled": True, **from_infotext(params)} if pack_label in params else None,
+            ),
         ]
-        self.paste_field_names = ["JoJoGAN pack", "JoJoGAN strength"]
+        self.paste_field_names = [pack_label, strength_label]
         return [state]
 
     def postprocess_image(self, p, pp, restyle_args=None):
-        if not isinstance(restyle_args, dict) or not restyle_args.get("enabled") or shared.state.interrupted:
+        if restyle_args is None or shared.state.interrupted:
+            return
+        if not isinstance(restyle_args, dict):
+            print(f'JoJoGAN: the script argument must be one object like {{"pack": "name"}}, not {restyle_args!r:.80}.')
+            return
+        if not restyle_args.get("enabled", True):  # RestyleArgs' default: an API object without "enabled" restyles
             return
         try:
             image, infotext, message = services().restyle_generated(
-                pp.image, restyle_args, should_stop=lambda: bool(shared.state.interrupted)
+                pp.image,
+                restyle_args,
+                should_stop=lambda: bool(shared.state.interrupted),
+                default_pack=option("jojogan_default_pack", ""),
             )
         except JojoganError as error:
             print(f"JoJoGAN: {error}")
@@ -150,7 +165,11 @@ class JoJoGANScript(scripts.Script):
             print(f"JoJoGAN: {message}")
 
     def postprocess(self, p, processed, restyle_args=None):
-        if isinstance(restyle_args, dict) and restyle_args.get("enabled") and not option("jojogan_keep_loaded", True):
+        if (
+            isinstance(restyle_args, dict)
+            and restyle_args.get("enabled", True)
+            and not option("jojogan_keep_loaded", True)
+        ):
             services().runtime.unload()
 
 

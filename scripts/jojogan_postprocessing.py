@@ -34,7 +34,9 @@ class JoJoGANExtras(scripts_postprocessing.ScriptPostprocessing):
             if not restyle_args["enabled"]:
                 return
             found = services_from_settings(option, EXTENSION_DIR, paths_internal.models_path, devices.device)
-            image, infotext, message = found.restyle_generated(pp.image, restyle_args)
+            image, infotext, message = found.restyle_generated(
+                pp.image, restyle_args, default_pack=option("jojogan_default_pack", "")
+            )
         except JojoganError as error:
             print(f"JoJoGAN: {error}")
             return

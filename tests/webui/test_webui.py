@@ -1,0 +1,342 @@
+"""The extension inside a running AUTOMATIC1111 web UI, over HTTP: tab, settings, routes, scripts, queue lock.
+
+Runs only when JOJOGAN_WEBUI_URL names a web UI started with `--api` and a checkpoint, with this extension
+installed and tiny models configured (tests/webui/README.md says how). Trains one 2-step style pack through
+the API and deletes it at the end; every other pack and file is left alone.
+"""
+
+import base64
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from jojogan_ext import __version__
+from jojogan_ext.args import INFOTEXT_FIELDS, RestyleArgs, TrainArgs, schema
+from jojogan_ext.integration import SETTINGS
+
+WEBUI_URL = os.environ.get("JOJOGAN_WEBUI_URL", "").rstrip("/")
+WEBUI_LOG = os.environ.get("JOJOGAN_WEBUI_LOG", "")
+pytestmark = [
+    pytest.mark.webui,
+    pytest.mark.skipif(
+        not WEBUI_URL, reason="set JOJOGAN_WEBUI_URL to a running web UI with this extension (tests/webui/README.md)"
+    ),
+]
+
+TIMEOUT = 120.0
+# A 64×64 noise image from the tiny checkpoint, 1 step: fast, and the same pixels for the same seed.
+TXT2IMG = {"prompt": "a portrait photo", "steps": 1, "width": 64, "height": 64, "seed": 1234, "sampler_name": "Euler"}
+# Low thresholds, so that the tiny random detector reports faces in noise (the tiny models' documented behaviour).
+FIND_FACES = {"confidence": 0.05, "min_face_size": 8}
+ACTIVE = ("queued", "running", "saving")
+
+
+def b64_file(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def pixels(data: str) -> np.ndarray:
+    """A base64 PNG from the web UI as an RGB array [H, W, 3]."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout: float = TIMEOUT) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/jojogan/v1/train/{job_id}").json()
+        if job["state"] not in ACTIVE or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
+
+
+def txt2img(client: httpx.Client, alwayson: dict | None = None, **extra) -> httpx.Response:
+    body = {**TXT2IMG, **extra}
+    if alwayson is not None:
+        body["alwayson_scripts"] = alwayson
+    return client.post("/sdapi/v1/txt2img", json=body)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with httpx.Client(base_url=WEBUI_URL, timeout=TIMEOUT) as session:
+        yield session
+
+
+@pytest.fixture(scope="module")
+def reference(fixtures) -> str:
+    return b64_file(fixtures / "align" / "A_full_256.png")
+
+
+@pytest.fixture(scope="module")
+def pack(client, reference):
+    """A style pack trained for 2 steps through the web UI's API; deleted afterwards."""
+    name = f"webui_test_{uuid.uuid4().hex[:8]}"
+    args = {"name": name, "iterations": 2, "references_are_aligned": True, "seed": 7}
+    started = client.post("/jojogan/v1/train", json={"references": [reference], "args": args})
+    assert started.status_code == 202, started.text
+    job = wait_for_job(client, started.json()["id"])
+    assert job["state"] == "done", job
+    assert job["pack"] == name
+    yield name
+    client.delete(f"/jojogan/v1/packs/{name}")
+
+
+# --- the extension is loaded -----------------------------------------------------------------------
+
+
+def test_version_is_this_checkout(client):
+    response = client.get("/jojogan/v1/version")
+    assert response.status_code == 200
+    assert response.json()["version"] == __version__
+    assert response.json()["api"] == "v1"
+
+
+def test_schema_matches_the_argument_models(client):
+    response = client.get("/jojogan/v1/schema")
+    assert response.status_code == 200
+    served = response.json()
+    assert set(served["TrainArgs"]["properties"]) == set(schema(TrainArgs)["properties"])
+    assert set(served["RestyleArgs"]["properties"]) == set(schema(RestyleArgs)["properties"])
+
+
+def test_settings_are_registered(client):
+    options = client.get("/sdapi/v1/options")
+    assert options.status_code == 200
+    assert {setting.key for setting in SETTINGS} <= set(options.json())
+
+
+def test_ui_has_tab_settings_and_accordions(client):
+    components = client.get("/config").json()["components"]
+    tabs = [c["props"] for c in components if c["type"] == "tabitem"]
+    assert any(tab.get("id") == "jojogan" and tab.get("label") == "JoJoGAN" for tab in tabs)
+    assert any(tab.get("elem_id") == "settings_jojogan" for tab in tabs)
+    elem_ids = {c["props"].get("elem_id") for c in components}
+    assert {f"setting_{setting.key}" for setting in SETTINGS} <= elem_ids
+    # the txt2img/img2img accordions and the Extras accordion (the postprocessing script is registered)
+    assert {"jojogan_txt2img-checkbox", "jojogan_img2img-checkbox", "jojogan_extras-checkbox"} <= elem_ids
+
+
+def test_scripts_are_listed_as_alwayson(client):
+    listed = client.get("/sdapi/v1/scripts").json()
+    assert "jojogan" in listed["txt2img"]
+    assert "jojogan" in listed["img2img"]
+    infos = [s for s in client.get("/sdapi/v1/script-info").json() if s["name"] == "jojogan"]
+    assert {info["is_img2img"] for info in infos} == {False, True}
+    assert all(info["is_alwayson"] and info["args"][0]["value"]["enabled"] is False for info in infos)
+
+
+# --- the /jojogan/v1 routes through the web UI's server ----------------------------------------------
+
+
+def test_packs_list_get_and_file(client, pack):
+    listed = client.get("/jojogan/v1/packs").json()
+    summary = next(item for item in listed["packs"] if item["name"] == pack)
+    assert summary["metadata"]["modelspec.architecture"].endswith("/jojogan")
+    one = client.get(f"/jojogan/v1/packs/{pack}")
+    assert one.status_code == 200
+    assert one.json()["size_bytes"] == summary["size_bytes"]
+    assert "modelspec.thumbnail" not in one.json()["metadata"]
+    assert (
+        client.get(f"/jojogan/v1/packs/{pack}", params={"thumbnail": True})
+        .json()["metadata"]["modelspec.thumbnail"]
+        .startswith("data:image/png;base64,")
+    )
+    download = client.get(f"/jojogan/v1/packs/{pack}/file")
+    assert download.status_code == 200
+    assert len(download.content) == summary["size_bytes"]
+    missing = client.get("/jojogan/v1/packs/no_such_pack_here")
+    assert missing.status_code == 404
+    assert "no style pack" in missing.json()["detail"]
+
+
+def test_restyle_route(client, pack, fixtures):
+    image = b64_file(fixtures / "align" / "astronaut.png")
+    original = np.asarray(Image.open(fixtures / "align" / "astronaut.png").convert("RGB"))
+    restyled = client.post("/jojogan/v1/restyle", json={"image": image, "args": {"pack": pack, **FIND_FACES}})
+    assert restyled.status_code == 200, restyled.text
+    body = restyled.json()
+    assert pixels(body["image"]).shape == original.shape
+    assert body["faces"], body["message"]
+    assert not np.array_equal(pixels(body["image"]), original)
+    disabled = client.post("/jojogan/v1/restyle", json={"image": image, "args": {"enabled": False}})
+    assert np.array_equal(pixels(disabled.json()["image"]), original)
+    invalid = client.post("/jojogan/v1/restyle", json={"image": image, "args": {"pack": pack, "strength": 5}})
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"].startswith("Invalid RestyleRequest")
+
+
+def test_train_poll_and_cancel(client, reference):
+    name = f"webui_cancel_{uuid.uuid4().hex[:8]}"
+    started = client.post(
+        "/jojogan/v1/train",
+        json={"references": [reference], "args": {"name": name, "iterations": 2000, "references_are_aligned": True}},
+    )
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    try:
+        second = client.post(
+            "/jojogan/v1/train", json={"references": [reference], "args": {"name": f"{name}_2", "iterations": 2}}
+        )
+        assert second.status_code == 409
+        polled = client.get(f"/jojogan/v1/train/{job_id}")
+        assert polled.status_code == 200
+        assert polled.json()["total"] == 2000
+        assert client.post(f"/jojogan/v1/train/{job_id}/cancel").status_code == 200
+    finally:
+        client.post(f"/jojogan/v1/train/{job_id}/cancel")
+        job = wait_for_job(client, job_id)
+    assert job["state"] == "cancelled", job
+    assert job["step"] < 2000
+    assert client.get(f"/jojogan/v1/packs/{name}").status_code == 404
+    assert client.get("/jojogan/v1/train/no_such_job").status_code == 404
+
+
+# --- txt2img/img2img scripts and Extras -----------------------------------------------------------
+
+
+def test_txt2img_alwayson_args_restyle_like_the_route(client, pack):
+    plain = txt2img(client)
+    assert plain.status_code == 200, plain.text
+    generated = plain.json()["images"][0]
+    args = {"pack": pack, "strength": 0.8, **FIND_FACES}
+    expected = client.post("/jojogan/v1/restyle", json={"image": generated, "args": args}).json()
+    restyled = txt2img(client, {"JoJoGAN": {"args": [{"enabled": True, **args}]}})
+    assert restyled.status_code == 200, restyled.text
+    images = restyled.json()["images"]
+    assert len(images) == 1
+    assert np.array_equal(pixels(images[0]), pixels(expected["image"]))
+    extra = json.loads(restyled.json()["info"])["extra_generation_params"]
+    if expected["faces"]:
+        assert extra[INFOTEXT_FIELDS["pack"]] == pack
+        assert extra[INFOTEXT_FIELDS["strength"]] == "0.8"
+        assert not np.array_equal(pixels(images[0]), pixels(generated))
+    else:
+        assert INFOTEXT_FIELDS["pack"] not in extra
+
+
+def test_img2img_alwayson_args_reach_the_script(client, pack, reference):
+    response = client.post(
+        "/sdapi/v1/img2img",
+        json={
+            **TXT2IMG,
+            "init_images": [reference],
+            "denoising_strength": 0.1,
+            "alwayson_scripts": {"jojogan": {"args": [{"pack": pack, **FIND_FACES}]}},  # title is case-insensitive
+        },
+    )
+    assert response.status_code == 200, response.text
+    generated = response.json()["images"][0]
+    plain = client.post(
+        "/sdapi/v1/img2img", json={**TXT2IMG, "init_images": [reference], "denoising_strength": 0.1}
+    ).json()["images"][0]
+    expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": {"pack": pack, **FIND_FACES}}).json()
+    assert np.array_equal(pixels(generated), pixels(expected["image"]))
+
+
+@pytest.mark.parametrize(
+    "alwayson",
+    [
+        None,
+        {"JoJoGAN": {"args": [{"enabled": False, "pack": "whatever", **FIND_FACES}]}},
+        {"JoJoGAN": {"args": [{"enabled": True, "pack": "whatever", "strength": 5}]}},  # invalid: logged, skipped
+        {"JoJoGAN": {"args": [True, "whatever"]}},  # not an object: logged, skipped
+    ],
+    ids=["no-args", "disabled", "invalid-strength", "positional-list"],
+)
+def test_txt2img_without_valid_args_keeps_the_image(client, alwayson):
+    plain = txt2img(client).json()["images"][0]
+    response = txt2img(client, alwayson)
+    assert response.status_code == 200, response.text
+    assert np.array_equal(pixels(response.json()["images"][0]), pixels(plain))
+    assert INFOTEXT_FIELDS["pack"] not in response.json()["info"]
+
+
+def jojogan_log_lines(request) -> list[str]:
+    """The web UI's "JoJoGAN: …" log lines written while `request()` ran."""
+    log = Path(WEBUI_LOG)
+    start = log.stat().st_size
+    response = request()
+    assert response.status_code == 200, response.text
+    time.sleep(0.5)  # the web UI process writes its log unbuffered, but give it a moment
+    with log.open("rb") as file:
+        file.seek(start)
+        lines = file.read().decode(errors="replace").splitlines()
+    return [line.strip() for line in lines if line.strip().startswith("JoJoGAN:")]
+
+
+@pytest.mark.skipif(not WEBUI_LOG, reason="set JOJOGAN_WEBUI_LOG to the web UI's log file to check its lines")
+def test_invalid_args_give_one_log_line(client, pack):
+    lines = jojogan_log_lines(lambda: txt2img(client, {"JoJoGAN": {"args": [{"pack": pack, "strength": 5}]}}))
+    assert len(lines) == 1
+    assert lines[0].startswith("JoJoGAN: Invalid RestyleArgs: strength")
+
+
+@pytest.mark.skipif(not WEBUI_LOG, reason="set JOJOGAN_WEBUI_LOG to the web UI's log file to check its lines")
+def test_infotext_switches_restyling_on(client, pack):
+    infotext = f"a portrait photo\nSteps: 1, Seed: 1234, Size: 64x64, {INFOTEXT_FIELDS['pack']}: {pack}"
+    plain = txt2img(client).json()["images"][0]
+    expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": {"pack": pack}}).json()
+    lines = jojogan_log_lines(lambda: txt2img(client, infotext=infotext))
+    assert lines == [f"JoJoGAN: {expected['message']}"]  # the script ran with that pack and default thresholds
+    assert not jojogan_log_lines(lambda: txt2img(client))
+
+
+def test_extras_single_image_is_a_no_op(client, fixtures):
+    """The stock extras API passes None for every extension argument: JoJoGAN must stay off."""
+    original = np.asarray(Image.open(fixtures / "align" / "astronaut.png").convert("RGB"))
+    response = client.post(
+        "/sdapi/v1/extra-single-image",
+        json={"image": b64_file(fixtures / "align" / "astronaut.png"), "upscaling_resize": 1},
+    )
+    assert response.status_code == 200, response.text
+    assert np.array_equal(pixels(response.json()["image"]), original)
+    assert INFOTEXT_FIELDS["pack"] not in response.json()["html_info"]
+
+
+# --- long jobs share the web UI's queue ----------------------------------------------------------
+
+
+def test_training_holds_the_queue_lock(client, reference):
+    name = f"webui_lock_{uuid.uuid4().hex[:8]}"
+    started = client.post(
+        "/jojogan/v1/train",
+        json={"references": [reference], "args": {"name": name, "iterations": 2000, "references_are_aligned": True}},
+    )
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    finished: dict = {}
+
+    def generate() -> None:
+        with httpx.Client(base_url=WEBUI_URL, timeout=TIMEOUT) as other:
+            finished["status"] = txt2img(other).status_code
+
+    generation = threading.Thread(target=generate)
+    try:
+        deadline = time.monotonic() + 60
+        while client.get(f"/jojogan/v1/train/{job_id}").json()["step"] < 1:
+            assert time.monotonic() < deadline, "the training never started"
+            time.sleep(0.1)
+        generation.start()
+        time.sleep(1.5)  # a 1-step 64×64 txt2img takes well under 0.5 s when the queue is free
+        progress = client.get("/sdapi/v1/progress", params={"skip_current_image": True}).json()
+        assert "status" not in finished, "txt2img ran while the training held the queue"
+        assert progress["state"]["job"] == "JoJoGAN training"
+        assert progress["state"]["sampling_steps"] == 2000
+        assert 0 < progress["progress"] < 1
+    finally:
+        client.post(f"/jojogan/v1/train/{job_id}/cancel")
+        job = wait_for_job(client, job_id)
+        if generation.is_alive():
+            generation.join(TIMEOUT)
+    assert job["state"] == "cancelled"
+    assert finished["status"] == 200  # it ran once the training let go of the queue
+    assert client.get("/sdapi/v1/options").status_code == 200  # the web UI is still up
