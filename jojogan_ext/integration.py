@@ -112,7 +112,6 @@ class Services:
                 {},
                 'No style pack was chosen, so the image is unchanged; pick one in the accordion (API: "pack").',
             )
-        self.runtime.packs.existing(args.pack)  # a misspelt pack is reported even when no face is found
         result = self.restyler.restyle(image, args, should_stop=should_stop)
         return result.image, (infotext(args) if result.faces else {}), result.message
 

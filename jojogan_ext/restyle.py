@@ -61,6 +61,7 @@ class Restyler:
         """Restyle the selected faces of `image` with `args.pack`; no face → the image unchanged + a message."""
         if not args.pack:
             raise JojoganError("Choose a style pack to restyle faces with.")
+        self.runtime.packs.existing(args.pack)  # a misspelt pack is reported even when no face is found
         rgb = to_rgb(image)
         if faces is None:
             faces = self.find_faces(rgb, args)

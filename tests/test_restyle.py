@@ -78,6 +78,8 @@ def test_no_face_and_bad_requests(styled_runtime, fixtures, face):
         restyler.restyle(image, RestyleArgs(), faces=[face])
     with pytest.raises(PackError, match="no style pack named 'missing'"):
         restyler.restyle(image, RestyleArgs(pack="missing"), faces=[face])
+    with pytest.raises(PackError, match="no style pack named 'missing'"):  # also when there is no face
+        restyler.restyle(image, RestyleArgs(pack="missing"), faces=[])
 
 
 def test_detection_path_runs_with_the_real_detector(styled_runtime, fixtures):
