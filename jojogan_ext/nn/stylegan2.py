@@ -140,17 +140,11 @@ class ModulatedConv2d(nn.Module):
 
 
 class NoiseInjection(nn.Module):
-    """Adds per-pixel noise scaled by a learned strength; fresh N(0,1) noise when none is given."""
+    """The learned strength of the per-pixel noise that StyledConv adds (key `noise.weight`)."""
 
     def __init__(self):
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: Tensor, noise: Tensor | None = None) -> Tensor:
-        if noise is None:
-            batch, _, height, width = x.shape
-            noise = x.new_empty(batch, 1, height, width).normal_()
-        return x + self.weight * noise
 
 
 class StyledConv(nn.Module):
@@ -163,7 +157,12 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_ch)
 
     def forward(self, x: Tensor, style: Tensor, noise: Tensor | None = None) -> Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        out = self.conv(x, style)  # a fresh tensor that the conv's backward does not need: update it in place
+        if noise is None:
+            noise = out.new_empty(out.shape[0], 1, *out.shape[2:]).normal_()
+        out = out.add_(self.noise.weight * noise).add_(self.activate.bias.view(1, -1, 1, 1))
+        # leaky_relu(x)·√2 == leaky_relu(√2·x); the in-place leaky ReLU keeps its output for backward
+        return F.leaky_relu_(out.mul_(math.sqrt(2)), 0.2)
 
 
 class ToRGB(nn.Module):
