@@ -7,41 +7,41 @@ State lives in the router factory's closure (no module globals). Every user erro
 import base64
 import binascii
 import contextlib
-import io
+import errno
 import json
 import logging
-import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
 from PIL import Image
 from pydantic import Field
-from safetensors import SafetensorError, safe_open
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from . import __version__
 from .args import RestyleArgs, StrictModel, TrainArgs, dump, parse, schema
-from .errors import BusyError, CancelledError, ImageError, JojoganError, MissingWeightsError, PackError
-from .files import atomic_write, atomic_write_bytes
-from .images import open_image
+from .errors import BusyError, CancelledError, ImageError, JojoganError, MissingWeightsError
+from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
 from .packs import (
     PACK_SUFFIX,
+    THUMBNAIL_KEY,
     PackInfo,
-    import_jojogan_style,
-    load_pack,
+    png_bytes,
     preview_path,
     read_pack_metadata,
     safe_pack_name,
+    sniff_weights_file,
 )
 from .restyle import Restyler
 from .runtime import Runtime
-from .train import render_preview
 
 API_PREFIX = "/jojogan/v1"
 # JSON bodies carry base64 images (4/3 of the encoded size): 64 MiB fits ~16 large photos.
@@ -50,8 +50,8 @@ MAX_JSON_BYTES = 64 * 2**20
 MAX_UPLOAD_BYTES = 200 * 2**20
 # References per training (JoJoGAN's largest published multi-shot style used 8).
 MAX_REFERENCES = 16
-THUMBNAIL_KEY = "modelspec.thumbnail"
-SAFETENSORS_HEADER_LIMIT = 100 * 2**20
+# JSON nesting deeper than this is refused unread by pydantic (our bodies nest 3 levels)
+MAX_JSON_DEPTH = 32
 # what torch and the file system raise when work fails for reasons other than the user's input
 WORK_FAILURES = (RuntimeError, OSError, MemoryError)
 
@@ -88,7 +88,7 @@ def status_for(error: JojoganError) -> int:
 
 @contextlib.contextmanager
 def http_errors(what: str) -> Iterator[None]:
-    """Turn JojoganError into its HTTP status and torch/IO failures into a 500, each with one sentence."""
+    """Turn JojoganError into its HTTP status and torch/IO failures into a 500 (507: disk full), each a sentence."""
     try:
         yield
     except JojoganError as error:
@@ -96,30 +96,25 @@ def http_errors(what: str) -> Iterator[None]:
     except WORK_FAILURES as error:
         logging.getLogger("jojogan_ext").warning("%s failed", what, exc_info=error)
         first_line = str(error).splitlines()[0][:300] if str(error) else ""
-        raise HTTPException(500, f"{what} failed: {type(error).__name__}: {first_line}") from None
+        status = 507 if isinstance(error, OSError) and error.errno == errno.ENOSPC else 500  # disk full
+        raise HTTPException(status, f"{what} failed: {type(error).__name__}: {first_line}.") from None
 
 
-def decode_image(data: Any, what: str) -> Image.Image:
-    """A base64 (or data: URI) image → upright RGB through `images.open_image`, or an ImageError."""
+def decode_base64(data: Any, what: str) -> bytes:
+    """The bytes of a base64 (or data: URI) string, or an ImageError naming `what`."""
     if not isinstance(data, str) or not data.strip():
         raise ImageError(f"{what} is empty; send the image as a base64-encoded PNG, JPEG or WebP.")
     if data.startswith("data:"):
         data = data.partition(",")[2]
     try:
-        raw = base64.b64decode("".join(data.split()), validate=True)
+        return base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError):
         raise ImageError(f"{what} is not valid base64; encode the image file's bytes with base64.") from None
-    try:
-        return open_image(raw)
-    except ImageError as error:  # name the image the way the request does ("Reference 2 is not an image …")
-        raise ImageError(str(error).replace("The uploaded image", what, 1)) from None
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """An image encoded as PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+def decode_image(data: Any, what: str, limits: ImageLimits | None = None) -> Image.Image:
+    """A base64 (or data: URI) image → upright RGB through the image gate, or an ImageError naming `what`."""
+    return (limits or ImageLimits()).open(decode_base64(data, what), what)
 
 
 def encode_png(image: Image.Image) -> str:
@@ -146,77 +141,6 @@ def pack_summary(info: PackInfo, thumbnail: bool = False) -> dict[str, Any]:
     }
 
 
-def sniff_weights_file(path: Path) -> str | None:
-    """'safetensors', 'torch' or None, judged from the file's first bytes (never from its name)."""
-    with path.open("rb") as file:
-        head = file.read(9)
-    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < SAFETENSORS_HEADER_LIMIT:
-        return "safetensors"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):  # torch zip format, or legacy pickle
-        return "torch"
-    return None
-
-
-def weights_suffix(kind: str) -> str:
-    """The file suffix the checkpoint readers expect for a sniffed kind."""
-    return PACK_SUFFIX if kind == "safetensors" else ".pt"
-
-
-def has_generator_tensors(path: Path) -> bool:
-    """Whether a safetensors file holds JoJoGAN generator weights (`g.*` or `g_ema.*` keys)."""
-    with contextlib.suppress(SafetensorError, OSError), safe_open(str(path), framework="pt", device="cpu") as handle:
-        names: list[str] = handle.keys()
-        return any(name.startswith(("g.", "g_ema.")) for name in names)
-    return False
-
-
-def import_pack_file(runtime: Runtime, source: Path, name: str, overwrite: bool = False) -> Path:
-    """Add an uploaded style pack (.safetensors) or JoJoGAN style (.pt) to the library as `name`.
-
-    The file is validated against the base model before anything is written; the pack lands
-    atomically with a `<name>.preview.png` (its thumbnail, or the style rendered on the average face).
-    """
-    source = Path(source)
-    target = runtime.packs.new_path(name, overwrite=overwrite)
-    kind = sniff_weights_file(source)
-    if kind is None:
-        raise PackError(
-            f"{source.name} is neither a style pack (.safetensors) nor a JoJoGAN style (.pt); upload one of those."
-        )
-    if (source.suffix == PACK_SUFFIX) != (kind == "safetensors"):
-        raise PackError(f"{source.name} holds {kind} data; rename it to end in {weights_suffix(kind)} and retry.")
-    if kind == "safetensors":
-        try:
-            read_pack_metadata(source)
-        except PackError:
-            if not has_generator_tensors(source):
-                raise
-            kind = "torch"  # a JoJoGAN style saved as safetensors (`g.*` keys): convert it like a .pt
-    base = runtime.base.generator  # after the cheap checks: a foreign file is refused even without the base model
-    if kind == "torch":
-        import_jojogan_style(source, target, base=base, title=target.stem)
-    else:
-        pack = load_pack(source)
-        pack.check_fits(base, runtime.base_fingerprint)
-        atomic_write(target, lambda temp: shutil.copyfile(source, temp))
-    write_preview(runtime, target)
-    return target
-
-
-def write_preview(runtime: Runtime, pack_path: Path) -> None:
-    """`<name>.preview.png` from the pack's thumbnail, else the style rendered on the base's average face."""
-    metadata = read_pack_metadata(pack_path)
-    thumbnail = metadata.get(THUMBNAIL_KEY, "")
-    if thumbnail.startswith("data:image/png;base64,"):
-        with contextlib.suppress(ImageError):
-            image = decode_image(thumbnail, "The pack's thumbnail")
-            atomic_write_bytes(preview_path(pack_path), png_bytes(image))
-            return
-    generator = runtime.pack_generator(pack_path.stem)
-    average = runtime.base.latent_avg.to(runtime.device).expand(1, generator.n_latent, -1)  # [1, n_latent, D]
-    atomic_write_bytes(preview_path(pack_path), png_bytes(render_preview(generator, average)))
-
-
 # --- request bodies ------------------------------------------------------------------------------
 
 
@@ -230,6 +154,17 @@ def check_declared_length(request: Request, limit: int) -> None:
         raise too_large(limit)
 
 
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (iterative: no recursion on hostile input)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The JSON object of the request body, read with a size cap; 413/422 with a sentence otherwise."""
     check_declared_length(request, limit)
@@ -241,10 +176,20 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         chunks.append(chunk)
     try:
         data = json.loads(b"".join(chunks))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except RecursionError:
+        raise HTTPException(422, "The request body nests too deeply; send a flat JSON object.") from None
+    except json.JSONDecodeError as error:
         raise HTTPException(422, f"The request body is not valid JSON ({error}); send a JSON object.") from None
+    except UnicodeDecodeError:
+        raise HTTPException(422, "The request body is not UTF-8 text; send a JSON object.") from None
+    except ValueError:  # an integer beyond Python's digit limit
+        raise HTTPException(422, "The request body holds a number too long to read; send a JSON object.") from None
     if not isinstance(data, dict):
         raise HTTPException(422, "The request body must be a JSON object.")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise HTTPException(
+            422, f"The request body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object."
+        )
     return data
 
 
@@ -261,12 +206,33 @@ async def save_upload(request: Request, folder: Path, stem: str, limit: int) -> 
             file.write(chunk)
     if size == 0:
         raise HTTPException(422, "The upload is empty; send the file's bytes as the request body.")
-    kind = sniff_weights_file(upload)
-    if kind is None:
-        raise HTTPException(
-            422, "The upload is neither a style pack (.safetensors) nor a JoJoGAN style (.pt); send one of those."
-        )
-    return upload.rename(folder / f"{stem}{weights_suffix(kind)}")
+    # the import gate judges the content; the suffix only names it the way the gate expects
+    suffix = {"safetensors": PACK_SUFFIX, "torch": ".pt", "legacy": ".pt"}.get(sniff_weights_file(upload), ".upload")
+    return upload.rename(folder / f"{stem}{suffix}")
+
+
+def validation_sentence(error: RequestValidationError) -> str:
+    """FastAPI's list of parameter problems as one sentence (query.name: field required; ...)."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in problem.get('loc', ())) or 'request'}: {problem.get('msg', 'invalid')}"
+        for problem in error.errors()
+    )
+    return f"Invalid request: {problems}."
+
+
+class SentenceRoute(APIRoute):
+    """A route whose parameter validation errors answer 422 with a `detail` sentence, like every other error."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                return JSONResponse({"detail": validation_sentence(error)}, status_code=422)
+
+        return route
 
 
 # --- the router ----------------------------------------------------------------------------------
@@ -293,7 +259,7 @@ def create_router(
     `exclusive()` wraps restyling and imports (the web UI passes its GPU queue lock); training runs in
     `jobs`, which has its own lock and hooks. Larger request bodies are refused with 413.
     """
-    router = APIRouter(tags=["JoJoGAN"])
+    router = APIRouter(tags=["JoJoGAN"], route_class=SentenceRoute)
     restyler = Restyler(runtime)
 
     def existing_pack(name: str) -> Path:
@@ -301,7 +267,7 @@ def create_router(
         with http_errors("Finding the style pack"):
             path = runtime.packs.path_for(name)
         if not path.is_file():
-            raise HTTPException(404, f"There is no style pack named '{name}'; GET packs lists them.")
+            raise HTTPException(404, f"There is no style pack named '{path.stem}'; GET packs lists them.")
         return path
 
     def existing_job(job_id: str) -> TrainingJob:
@@ -356,7 +322,7 @@ def create_router(
 
             def work() -> dict:
                 with http_errors("Importing the style pack"), exclusive():
-                    path = import_pack_file(runtime, upload, name, overwrite)
+                    path = runtime.import_pack(upload, name, overwrite=overwrite)
                     return pack_summary(pack_info(runtime, path.stem))
 
             return await run_in_threadpool(work)
@@ -377,7 +343,7 @@ def create_router(
         def work() -> dict:
             with http_errors("Restyling"):
                 body = parse(RestyleRequest, data)
-                image = decode_image(body.image, "The image")
+                image = decode_image(body.image, "The image", runtime.image_limits)
                 if not body.args.enabled:
                     return {
                         "image": encode_png(image),
@@ -406,8 +372,13 @@ def create_router(
                 body = parse(TrainRequest, data)
                 if not 1 <= len(body.references) <= MAX_REFERENCES:
                     raise JojoganError(f"Send 1 to {MAX_REFERENCES} reference portraits, not {len(body.references)}.")
-                references = [decode_image(item, f"Reference {n}") for n, item in enumerate(body.references, 1)]
-                test_face = decode_image(body.test_face, "The test face") if body.test_face else None
+                encoded = [decode_base64(item, f"Reference {n}") for n, item in enumerate(body.references, 1)]
+                references = runtime.image_limits.open_all(encoded, "Reference")
+                test_face = (
+                    decode_image(body.test_face, "The test face", runtime.image_limits)
+                    if body.test_face is not None
+                    else None
+                )
                 job = jobs.start(references, body.args, test_face, overwrite=body.overwrite)
             return {**job_view(job), "args": dump(body.args)}
 

@@ -1,17 +1,23 @@
 """Read the public checkpoint layouts safely: rosinality StyleGAN2 `.pt`, JoJoGAN styles, e4e, safetensors.
 
-Never unpickles code: `.pt` files go through `torch.load(weights_only=True)`. Every failure becomes
-one `CheckpointError` that names the file and what was wrong.
+Never unpickles code: the catalog's model files go through `torch.load(weights_only=True)`; files a user
+imports (JoJoGAN styles) through `read_untrusted_torch_checkpoint`, our own reader that accepts only
+dicts, numbers, strings and tensors and never hands the bytes to torch.load (whose weights_only guard
+has known bypasses in the torch versions the web UI pins). Every failure becomes one `CheckpointError`
+that names the file and what was wrong.
 """
 
+import collections
 import json
 import math
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -64,6 +70,178 @@ def read_torch_checkpoint(path: str | Path) -> dict:
     except TORCH_LOAD_ERRORS as error:
         raise CheckpointError(
             f"{path.name} is not a readable PyTorch checkpoint (truncated or another kind of file): "
+            f"{str(error).splitlines()[0][:200] if str(error) else type(error).__name__}."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path.name} holds a {type(checkpoint).__name__}, not a dict of weights.")
+    return checkpoint
+
+
+# --- user-supplied .pt files: a restricted reader for torch's zip format ---------------------------------
+# torch.save's storage classes (pickled by name) and the dtype of their elements
+STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
+    "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}  # fmt: skip
+# what reading a damaged or hostile zip archive or pickle stream raises
+UNTRUSTED_READ_ERRORS = (
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    NotImplementedError,  # an unsupported zip compression
+    RuntimeError,  # an encrypted zip member; torch refusing a storage view
+    struct.error,
+    OSError,
+)
+
+
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    """The pickle names a function or class that is not plain tensor data (calling it could run code)."""
+
+
+@dataclass(frozen=True)
+class _StorageKind:
+    """Stands for `torch.<Type>Storage` while unpickling: only its element dtype matters."""
+
+    dtype: torch.dtype
+
+
+class _TensorUnpickler(pickle.Unpickler):
+    """Unpickles a torch zip archive's `data.pkl` allowing containers, numbers, strings and tensors only.
+
+    Every class lookup goes through `find_class`, which knows four names and no others, so no pickled
+    reference to a function can be called; tensors are rebuilt here from bounds-checked byte records.
+    """
+
+    def __init__(self, stream: IO[bytes], archive: zipfile.ZipFile, root: str, max_bytes: int):
+        super().__init__(stream)
+        self.archive, self.root = archive, root
+        self.bytes_left = max_bytes  # all storages together fit in the file (overlapping zip members do not)
+        self.copies_left = 2 * max_bytes  # all tensors together: views may share a storage, but not a thousand times
+        self.storages: dict[str, Tensor] = {}
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return self.rebuild_tensor
+        if (module, name) == ("torch._utils", "_rebuild_parameter"):
+            return _rebuild_parameter
+        if module == "torch" and name in STORAGE_DTYPES:
+            return _StorageKind(STORAGE_DTYPES[name])
+        raise _ForbiddenGlobal(f"{module}.{name}"[:120])
+
+    def persistent_load(self, saved_id: object) -> Tensor:
+        """A storage reference ('storage', kind, key, location, numel) → its bytes as a flat tensor."""
+        if not (
+            isinstance(saved_id, tuple)
+            and len(saved_id) == 5
+            and saved_id[0] == "storage"
+            and isinstance(saved_id[1], _StorageKind)
+            and isinstance(saved_id[2], str)
+            and type(saved_id[4]) is int
+        ):
+            raise ValueError("a storage reference is malformed")
+        kind, key, numel = saved_id[1], saved_id[2], saved_id[4]
+        if key not in self.storages:
+            record = self.archive.getinfo(f"{self.root}data/{key}")
+            expected = numel * torch.empty((), dtype=kind.dtype).element_size()
+            if record.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"storage {key[:20]} is compressed, which torch.save never does")
+            if record.file_size != expected or expected > self.bytes_left:
+                raise ValueError(f"storage {key[:20]} holds {record.file_size} bytes, its tensors need {expected}")
+            self.bytes_left -= expected
+            data = bytearray(self.archive.read(record))
+            self.storages[key] = torch.frombuffer(data, dtype=kind.dtype) if data else torch.empty(0, dtype=kind.dtype)
+        storage = self.storages[key]
+        if storage.dtype != kind.dtype:
+            raise ValueError(f"storage {key[:20]} is read as two different types")
+        return storage
+
+    def rebuild_tensor(
+        self,
+        storage: Tensor,
+        offset: int,
+        size: tuple,
+        stride: tuple,
+        requires_grad: bool,
+        hooks: object,
+        metadata: object = None,
+    ) -> Tensor:
+        """torch's `_rebuild_tensor_v2` for our flat storages: a contiguous copy of the view, after bounds checks."""
+        if not (
+            isinstance(storage, Tensor)
+            and type(offset) is int
+            and isinstance(size, tuple)
+            and isinstance(stride, tuple)
+            and len(size) == len(stride)
+            and all(type(n) is int and n >= 0 for n in (offset, *size, *stride))
+        ):
+            raise ValueError("a tensor has a malformed size, stride or offset")
+        if all(size) and offset + sum((n - 1) * step for n, step in zip(size, stride, strict=True)) >= storage.numel():
+            raise ValueError("a tensor reaches past the end of its storage")
+        self.copies_left -= math.prod(size) * storage.element_size()
+        if self.copies_left < 0:
+            raise ValueError("its tensors would take far more memory than the file holds")
+        return torch.as_strided(storage, size, stride, offset).clone(memory_format=torch.contiguous_format)
+
+
+def _rebuild_parameter(data: Tensor, requires_grad: bool, hooks: object) -> Tensor:
+    """torch's `_rebuild_parameter`: a saved nn.Parameter is read as its plain tensor."""
+    if not isinstance(data, Tensor):
+        raise ValueError("a parameter holds no tensor")
+    return data
+
+
+def read_untrusted_torch_checkpoint(path: str | Path) -> dict:
+    """A user-supplied `.pt` file's top-level dict, read without torch.load and without running any code.
+
+    Only torch's zip format (PyTorch >= 1.6) is read; legacy pickles and anything that is not plain tensor
+    data are refused with a CheckpointError naming the file and the reason.
+    """
+    path = _existing_file(path)
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(4)
+    if head[:1] == b"\x80":
+        raise CheckpointError(
+            f"{path.name} is in PyTorch's legacy (pre-1.6) format, which cannot be read safely; "
+            "re-save it with torch.save in a current PyTorch, or convert it to .safetensors."
+        )
+    if head != ZIP_MAGIC:
+        raise CheckpointError(
+            f"{path.name} is not a PyTorch checkpoint (no zip archive); use a .pt saved by torch.save."
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") and name.count("/") == 1]
+            if len(pickles) != 1:
+                raise CheckpointError(
+                    f"{path.name} is a zip archive but not a PyTorch checkpoint (no single data.pkl)."
+                )
+            root = pickles[0][: -len("data.pkl")]
+            if root + "byteorder" in archive.namelist() and archive.read(root + "byteorder") != b"little":
+                raise CheckpointError(f"{path.name} was saved on a big-endian machine; re-save it on a PC or Mac.")
+            with archive.open(f"{root}data.pkl") as stream:
+                checkpoint = _TensorUnpickler(stream, archive, root, max_bytes=size).load()
+    except CheckpointError:
+        raise
+    except _ForbiddenGlobal as error:
+        raise CheckpointError(
+            f"{path.name} holds Python objects other than tensors ({error}); it was not loaded because that "
+            "could run code."
+        ) from None
+    except UNTRUSTED_READ_ERRORS as error:
+        raise CheckpointError(
+            f"{path.name} is not a readable PyTorch checkpoint (truncated or damaged): "
             f"{str(error).splitlines()[0][:200] if str(error) else type(error).__name__}."
         ) from None
     if not isinstance(checkpoint, dict):
@@ -215,14 +393,18 @@ def load_stylegan2(path: str | Path) -> StyleGAN2Checkpoint:
 
 
 def load_jojogan_style(path: str | Path) -> dict[str, Tensor]:
-    """The generator state dict of a JoJoGAN style file: `.pt` with {"g": ...} or {"g_ema": ...}, or `g.*`."""
+    """The generator state dict of a JoJoGAN style file: `.pt` with {"g": ...} or {"g_ema": ...}, or `g.*`.
+
+    Style files come from strangers, so `.pt` files go through `read_untrusted_torch_checkpoint`.
+    """
     path = Path(path)
-    content, _ = read_weights(path)
     if path.suffix == ".safetensors":
+        content, _ = read_safetensors(path)
         state_dict = with_prefix(content, "g") or with_prefix(content, "g_ema")
         if not state_dict:
             raise CheckpointError(f"{path.name} has no 'g.*' tensors; it is not a JoJoGAN style file.")
         return state_dict
+    content = read_untrusted_torch_checkpoint(path)
     for key in ("g", "g_ema"):
         if key in content:
             return _tensor_dict(content[key], path, key)

@@ -7,18 +7,20 @@ on stderr and exit with 1 (2 for usage errors), never a traceback.
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from pydantic import BaseModel
 from tqdm import tqdm
 
 from . import __version__, weights
 from .args import RestyleArgs, TrainArgs, field_info, parse, schema
 from .errors import JojoganError
-from .images import open_image
+from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -60,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="retinaface_resnet50",
         help="face detector (mobile0.25 is smaller and faster, resnet50 finds more faces)",
     )
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images declaring more pixels than this (default {DEFAULT_MAX_PIXELS})",
+    )
+    parser.add_argument(
+        "--max-image-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help=f"refuse image files larger than this (default {DEFAULT_MAX_BYTES})",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="finetune a style pack on reference portraits")
@@ -86,10 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     rename.add_argument("old")
     rename.add_argument("new")
 
-    importer = commands.add_parser("import", help="convert a JoJoGAN style .pt into a style pack")
+    importer = commands.add_parser("import", help="add a style pack (.safetensors) or convert a JoJoGAN style (.pt)")
     importer.add_argument("source", type=Path)
     importer.add_argument("--name", help="pack name (default: the file name)")
-    importer.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    importer.add_argument(
+        "--dtype", choices=["float16", "float32"], default="float16", help="precision of converted .pt"
+    )
+    importer.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
 
     download = commands.add_parser("download", help="download model files or published styles")
     download.add_argument("names", nargs="*", help="catalog names (default: the base models)")
@@ -107,21 +124,25 @@ def make_runtime(options: argparse.Namespace):
     device = options.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    limits = ImageLimits(options.max_image_pixels, options.max_image_bytes, 4 * options.max_image_pixels)
     return Runtime(
         options.models_dir,
         device=device,
         allow_download=options.download,
         detector_network=options.detector,
         on_download=download_bar(),
+        image_limits=limits,
     )
 
 
 def download_bar():
-    """A tqdm bar per downloaded file, for Runtime/weights progress callbacks."""
+    """A tqdm bar per downloaded file, for Runtime/weights progress callbacks (on a terminal only)."""
     bars: dict[str, tqdm] = {}
 
     def report(name: str, done: int, total: int | None) -> None:
-        bar = bars.setdefault(name, tqdm(total=total, unit="B", unit_scale=True, desc=name, file=sys.stderr))
+        bar = bars.setdefault(
+            name, tqdm(total=total, unit="B", unit_scale=True, desc=name, file=sys.stderr, disable=None)
+        )
         bar.update(done - bar.n)
 
     return report
@@ -148,16 +169,16 @@ def run_train(options: argparse.Namespace) -> None:
     args = parse(TrainArgs, {"name": options.name, **model_values(options, TrainArgs)})
     runtime = make_runtime(options)
     path = runtime.packs.new_path(args.name, overwrite=options.overwrite)
-    references = [open_image(p) for p in image_files(options.references)]
-    test_face = open_image(options.test_face) if options.test_face else None
-    with tqdm(total=args.iterations, desc=f"training '{args.name}'", file=sys.stderr) as bar:
+    references = runtime.image_limits.open_all(image_files(options.references), "Reference")
+    test_face = runtime.image_limits.open(options.test_face, "The test face") if options.test_face else None
+    with tqdm(total=args.iterations, desc=f"training '{args.name}'", file=sys.stderr, disable=None) as bar:
 
         def on_progress(step: int, total: int, loss: float, preview) -> None:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}")
 
         pack = finetune(runtime, references, args, on_progress, test_face=test_face)
-    pack.save(path, options.dtype)
+    pack.save(path, options.dtype, overwrite=options.overwrite)
     print(f"saved style pack '{path.stem}' to {path}")
 
 
@@ -170,8 +191,8 @@ def run_restyle(options: argparse.Namespace) -> None:
     runtime.packs.existing(args.pack)
     restyler = Restyler(runtime)
     options.output.mkdir(parents=True, exist_ok=True)
-    for path in tqdm(image_files(options.inputs), desc="restyling", file=sys.stderr):
-        result = restyler.restyle(open_image(path), args)
+    for path in tqdm(image_files(options.inputs), desc="restyling", file=sys.stderr, disable=None):
+        result = restyler.restyle(runtime.image_limits.open(path), args)
         target = options.output / f"{path.stem}_jojogan.png"
         result.image.save(target)
         tqdm.write(f"{path.name}: {result.message} -> {target}", file=sys.stderr)
@@ -197,13 +218,9 @@ def run_packs(options: argparse.Namespace) -> None:
 
 
 def run_import(options: argparse.Namespace) -> None:
-    from .packs import import_jojogan_style
-
     runtime = make_runtime(options)
     name = options.name or options.source.stem
-    path = import_jojogan_style(
-        options.source, runtime.packs.new_path(name), base=runtime.base.generator, title=name, dtype=options.dtype
-    )
+    path = runtime.import_pack(options.source, name, overwrite=options.overwrite, dtype=options.dtype)
     print(f"imported '{options.source.name}' as style pack '{path.stem}'")
 
 
@@ -240,6 +257,9 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit code (0 ok, 1 error, 130 interrupted)."""
     options = build_parser().parse_args(argv)
+    # the error line is the message: Pillow's warnings about odd files would only add noise around it
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     try:
         COMMANDS[options.command](options)
     except JojoganError as error:

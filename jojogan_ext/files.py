@@ -1,9 +1,11 @@
 """Writing files so that a crash, a full disk or a cancel never leaves a half-written one behind.
 
-Temp files are hidden siblings named `.<name>.<random>.tmp`; `remove_stale_temp_files` clears leftovers.
+Temp files are hidden siblings named `.<name>.<random>.tmp`; `remove_stale_temp_files` clears leftovers
+(ours and the `.partial`/`.incoming` files of interrupted downloads). Nothing here knows about packs or models.
 """
 
 import contextlib
+import errno
 import os
 import time
 import uuid
@@ -11,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+# leftovers of writes and downloads that a killed process never finished (torch.hub: `.partial`, weights: `.incoming`)
+TEMP_PATTERNS = (f".*{TEMP_SUFFIX}", "*.partial", "*.incoming")
 
 
 def temp_sibling(path: Path) -> Path:
@@ -18,15 +22,36 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
 
 
+def commit(temp: Path, path: Path, *, overwrite: bool = True) -> None:
+    """Move `temp` (any file in the same folder) to `path`; without `overwrite`, FileExistsError if `path` exists.
+
+    The no-overwrite move is a hard link, which the OS refuses atomically when `path` is taken (no window
+    between check and rename); on file systems without hard links it falls back to check, then rename.
+    """
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network shares)
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(temp, path)
+        return
+    temp.unlink()
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path to write; on success it replaces `path`, on any error it is deleted."""
+def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temp path to write; on success it becomes `path` (see `commit`), on any error it is deleted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_sibling(path)
     try:
         yield temp
-        os.replace(temp, path)
+        commit(temp, path, overwrite=overwrite)
     finally:
         temp.unlink(missing_ok=True)
 
@@ -37,24 +62,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         temp.write_bytes(data)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | Path, write: Callable[[Path], None], *, overwrite: bool = True) -> None:
     """Call `write(temp_path)`, then move the result into place atomically."""
-    with atomic_path(path) as temp:
+    with atomic_path(path, overwrite=overwrite) as temp:
         write(temp)
 
 
 def remove_stale_temp_files(folder: str | Path, min_age_seconds: float = 300.0) -> list[Path]:
-    """Delete temp files left by an interrupted write (a killed process); returns what was removed.
+    """Delete temp files left by an interrupted write or download (a killed process); returns what was removed.
 
-    Only files older than `min_age_seconds` go, so a save that is running right now is left alone.
+    Only files older than `min_age_seconds` go, so a save or download that is running right now is left alone.
     """
     folder = Path(folder)
     removed = []
     if folder.is_dir():
         now = time.time()
-        for temp in folder.glob(f".*{TEMP_SUFFIX}"):
-            with contextlib.suppress(OSError):
-                if now - temp.stat().st_mtime >= min_age_seconds:
-                    temp.unlink()
-                    removed.append(temp)
+        for pattern in TEMP_PATTERNS:
+            for temp in folder.glob(pattern):
+                with contextlib.suppress(OSError):
+                    if temp.is_file() and now - temp.stat().st_mtime >= min_age_seconds:
+                        temp.unlink()
+                        removed.append(temp)
     return removed

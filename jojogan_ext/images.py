@@ -1,8 +1,9 @@
 """The one gate for images entering jojogan_ext: open safely, stand upright, become 8-bit RGB.
 
-`open_image` checks the declared size before decoding (the web UI turns Pillow's decompression-bomb
-guard off process-wide), applies EXIF orientation, takes the first frame and maps every Pillow mode
-to RGB by the rules of `PixelFormat`. Nothing here resizes, crops or otherwise edits the picture.
+`open_image` checks the encoded size and the declared width x height before decoding (the web UI turns
+Pillow's decompression-bomb guard off process-wide), reads only common photo formats, applies EXIF
+orientation, takes the first frame and maps every Pillow mode to RGB by the rules of `PixelFormat`.
+`ImageLimits` carries the configurable limits. Nothing here resizes, crops or otherwise edits the picture.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,12 @@ from jojogan_ext.errors import ImageError
 DEFAULT_MAX_PIXELS = 40_000_000
 # 256 MiB of encoded data (files or uploaded bytes); checked before Pillow reads anything.
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+# Several images of one request (training references) together: 4 large photos, about 480 MB as RGB.
+DEFAULT_MAX_TOTAL_PIXELS = 4 * DEFAULT_MAX_PIXELS
+# The formats Pillow may decode for us: photos and screenshots. Everything else (EPS, which runs Ghostscript,
+# PSD, FITS, ...) is refused unread, so rarely used decoders never see data a stranger sent.
+ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+FORMATS_SENTENCE = "use a PNG, JPEG, WebP, GIF, BMP or TIFF file"
 # Transparent pixels are composited on white, like the web UI's default img2img background colour.
 BACKGROUND_RGB = (255, 255, 255)
 
@@ -30,7 +38,19 @@ EXIF_ORIENTATION_TAG = 0x0112
 ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 # Errors Pillow raises on corrupt, truncated or hostile data while opening or decoding.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError, KeyError)
+# (AttributeError: Pillow 9.5 reads a damaged TIFF's EXIF from a file it already closed.)
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    IndexError,
+    TypeError,
+    KeyError,
+    AttributeError,
+)
+ORIENTATION_TRANSPOSES = (2, 3, 4, 5, 6, 7, 8)
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image
 
@@ -40,29 +60,67 @@ def open_image(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    what: str | None = None,
 ) -> Image.Image:
     """Open a path, encoded bytes or a PIL image as an upright 8-bit RGB image, refusing unsafe input.
 
     The declared width x height must not exceed `max_pixels` and encoded data must not exceed
     `max_bytes`; both are checked before decoding. Animations give their first frame; an already
-    open PIL image is used at its current frame. Raises ImageError with a sentence for the user.
+    open PIL image is used at its current frame. Raises ImageError with a sentence for the user, naming
+    the image as `what` ("Reference 2") or else by its file name.
     """
     if isinstance(source, Image.Image):
-        _check_pixels(source.size, max_pixels, "The image")
-        _load(source, "The image")
+        what = what or "The image"
+        _check_pixels(source.size, max_pixels, what)
+        _load(source, what)
         return to_rgb(source)
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
-        _check_bytes(len(data), max_bytes, "The uploaded image")
-        return _open_stream(io.BytesIO(data), "The uploaded image", max_pixels)
+        what = what or "The uploaded image"
+        _check_bytes(len(data), max_bytes, what)
+        return _open_stream(io.BytesIO(data), what, max_pixels)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
+        what = what or f"The image {path.name}"
         if not path.is_file():
-            raise ImageError(f"Image file not found: {path}; check the path.")
-        _check_bytes(path.stat().st_size, max_bytes, f"The image {path.name}")
+            raise ImageError(f"{what} was not found ({path}); check the path.")
+        _check_bytes(path.stat().st_size, max_bytes, what)
         with path.open("rb") as stream:
-            return _open_stream(stream, f"The image {path.name}", max_pixels)
+            return _open_stream(stream, what, max_pixels)
     raise TypeError(f"open_image takes a path, bytes or a PIL image, not {type(source).__name__}")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """The size limits of the image gate; one object per Runtime, so the web UI's settings apply everywhere."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS  # declared width x height of one image
+    max_bytes: int = DEFAULT_MAX_BYTES  # encoded size of one image
+    max_total_pixels: int = DEFAULT_MAX_TOTAL_PIXELS  # all images of one request together
+
+    def open(self, source: ImageSource, what: str | None = None) -> Image.Image:
+        """`open_image` under these limits."""
+        return open_image(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, what=what)
+
+    def open_all(self, sources: Iterable[ImageSource], what: str = "Image") -> list[Image.Image]:
+        """Open several images, named "<what> 1 (file name)" and so on in messages.
+
+        Refused when together they exceed `max_total_pixels`; the sum is checked after each image, so
+        memory never holds much more than that budget.
+        """
+        images: list[Image.Image] = []
+        total = 0
+        for number, source in enumerate(sources, 1):
+            named = f" ({Path(source).name})" if isinstance(source, str | os.PathLike) else ""
+            image = self.open(source, f"{what} {number}{named}")
+            total += image.width * image.height
+            if total > self.max_total_pixels:
+                raise ImageError(
+                    f"{what}s 1 to {number} hold {total / 1e6:.1f} megapixels together, more than the "
+                    f"{self.max_total_pixels / 1e6:g} megapixel limit for one request; use fewer or smaller images."
+                )
+            images.append(image)
+        return images
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -86,12 +144,21 @@ def upright(image: Image.Image) -> Image.Image:
         orientation = image.getexif().get(EXIF_ORIENTATION_TAG)
     except DECODE_ERRORS:
         return image  # unreadable EXIF block: keep the pixels as stored
-    if orientation not in (2, 3, 4, 5, 6, 7, 8):
+    if orientation not in ORIENTATION_TRANSPOSES or _decoder_turned(image):
         return image
     try:
         return ImageOps.exif_transpose(image)
     except DECODE_ERRORS as error:
         raise ImageError(f"The image's EXIF orientation could not be applied ({error}); re-save it.") from error
+
+
+def _decoder_turned(image: Image.Image) -> bool:
+    """Whether Pillow's TIFF decoder already turned the loaded pixels (Pillow 9.5 does, and keeps the tag)."""
+    return (
+        image.format == "TIFF"
+        and getattr(image, "_tile_orientation", None) in ORIENTATION_TRANSPOSES
+        and image.im is not None
+    )
 
 
 def has_alpha(image: Image.Image) -> bool:
@@ -186,16 +253,23 @@ def image_from_array(values: np.ndarray, mode: str) -> Image.Image:
 def _open_stream(stream: io.IOBase, what: str, max_pixels: int) -> Image.Image:
     """Open, size-check, decode the first frame and convert; the stream may be closed afterwards."""
     try:
-        image = Image.open(stream)
+        image = Image.open(stream, formats=readable_formats())
     except Image.DecompressionBombError as error:
         raise ImageError(f"{what} is too large to open safely ({error}); downscale it first.") from error
     except UnidentifiedImageError as error:
-        raise ImageError(f"{what} is not an image Pillow can read; use a PNG, JPEG or WebP file.") from error
+        raise ImageError(f"{what} is not an image this extension reads; {FORMATS_SENTENCE}.") from error
     except DECODE_ERRORS as error:
-        raise ImageError(f"{what} could not be read ({error}); use a PNG, JPEG or WebP file.") from error
+        raise ImageError(f"{what} could not be read ({_first_line(error)}); {FORMATS_SENTENCE}.") from error
     _check_pixels(image.size, max_pixels, what)
     _load(image, what)
     return to_rgb(image)
+
+
+def readable_formats() -> list[str]:
+    """The allowed formats this Pillow build can decode (WebP support is optional)."""
+    if not all(name in Image.OPEN for name in ALLOWED_FORMATS):
+        Image.init()  # registers every plugin (what Image.open does for formats it has not seen yet)
+    return [name for name in ALLOWED_FORMATS if name in Image.OPEN]
 
 
 def _load(image: Image.Image, what: str) -> None:
@@ -205,7 +279,13 @@ def _load(image: Image.Image, what: str) -> None:
     except Image.DecompressionBombError as error:
         raise ImageError(f"{what} is too large to open safely ({error}); downscale it first.") from error
     except DECODE_ERRORS as error:
-        raise ImageError(f"{what} is truncated or corrupt ({error}); save it again and retry.") from error
+        raise ImageError(f"{what} is truncated or corrupt ({_first_line(error)}); save it again and retry.") from error
+
+
+def _first_line(error: BaseException) -> str:
+    """An exception's message, one line and short, for inclusion in a user sentence."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text[:200]
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, what: str) -> None:

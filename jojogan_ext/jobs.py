@@ -158,8 +158,12 @@ class TrainingJobs:
                     job.state, job.started = "running", time.monotonic()
                     job.message = "Aligning and inverting the references…"
                     pack = finetune(self.runtime, references, job.args, on_progress, should_stop, test_face)
-                    job.state = "saving"
-                    path = pack.save(self.runtime.packs.new_path(job.args.name, overwrite=overwrite), self.pack_dtype)
+                    job.state, job.message = "saving", f"Saving style pack '{job.args.name}'…"
+                    if self.observe is not None:
+                        self.observe(job)
+                    target = self.runtime.packs.new_path(job.args.name, overwrite=overwrite)
+                    # a cancel that arrives while the files are written still leaves the packs folder as it was
+                    path = pack.save(target, self.pack_dtype, overwrite=overwrite, should_stop=should_stop)
                 finally:
                     if self.after is not None:
                         self.after()

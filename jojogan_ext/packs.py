@@ -1,18 +1,22 @@
 """Style packs: a finetuned generator's synthesis weights in one `.safetensors` file with metadata.
 
-Save, load, validate, list, import JoJoGAN `.pt` styles, rename and delete — safetensors only (no
-pickles), names sanitized to stay inside the packs folder, every write atomic.
+Save, load, validate, list, import (the one gate for pack files and JoJoGAN styles from any front),
+rename and delete — safetensors only (no pickles), names sanitized to stay inside the packs folder,
+every write atomic and never over another pack unless asked.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import hashlib
 import io
 import json
 import re
+import shutil
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,9 +26,17 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .checkpoints import check_safetensors_header, load_jojogan_style, read_safetensors
-from .errors import CheckpointError, PackError
-from .files import atomic_write, atomic_write_bytes
+from .checkpoints import (
+    MAX_HEADER_BYTES,
+    ZIP_MAGIC,
+    StyleGAN2Checkpoint,
+    check_safetensors_header,
+    load_jojogan_style,
+    read_safetensors,
+)
+from .errors import CancelledError, CheckpointError, ImageError, PackError
+from .files import commit, temp_sibling
+from .images import open_image
 from .nn.stylegan2 import Generator
 
 FORMAT_VERSION = "1"
@@ -32,7 +44,15 @@ PACK_SUFFIX = ".safetensors"
 PREVIEW_SUFFIX = ".preview.png"
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 MAX_NAME_LENGTH = 100
+# bytes of the UTF-8 name: with ".preview.png" and a temp file's ".<name>.<12 hex>.tmp" it stays under
+# the 255-byte file name limit of common file systems
+MAX_NAME_BYTES = 200
 WINDOWS_RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)}
+THUMBNAIL_KEY = "modelspec.thumbnail"
+THUMBNAIL_PREFIX = "data:image/png;base64,"
+# a pack's embedded thumbnail is at most 256 px by our writer; anything far larger is refused unread
+MAX_THUMBNAIL_PIXELS = 1024 * 1024
+MAX_THUMBNAIL_BYTES = 4 * 2**20
 LICENSE = "NVIDIA Source Code License-NC (inherits the StyleGAN2-FFHQ weights' non-commercial terms)"
 
 
@@ -56,25 +76,47 @@ def generator_config(generator: Generator) -> dict:
 
 
 def safe_pack_name(name: str) -> str:
-    """A file-system-safe pack name (NFKC, no paths, no control or reserved names) or a PackError."""
+    """A file-system-safe pack name (NFKC, no paths, no control or reserved names) or a PackError.
+
+    Unicode look-alikes of '/' or '.' become those characters first (NFKC), then every character that is
+    not a letter, digit, '-', '_', '.', ' ', '(' or ')' becomes '_'; leading/trailing dots and spaces go.
+    """
     cleaned = unicodedata.normalize("NFKC", str(name)).strip()
     cleaned = re.sub(r"[^\w\-. ()]+", "_", cleaned).strip(" ._")
     if cleaned.lower().endswith(PACK_SUFFIX):
         cleaned = cleaned[: -len(PACK_SUFFIX)].strip(" ._")
-    if not cleaned or cleaned.split(".")[0].lower() in WINDOWS_RESERVED:
-        raise PackError(f"'{name}' cannot be used as a style pack name; use letters, digits, '-' or '_'.")
-    if len(cleaned) > MAX_NAME_LENGTH:
-        raise PackError(f"Style pack names are limited to {MAX_NAME_LENGTH} characters; '{cleaned[:20]}…' is longer.")
+    shown = repr(str(name)[:40])
+    if not cleaned or cleaned.split(".")[0].strip().lower() in WINDOWS_RESERVED:
+        raise PackError(f"{shown} cannot be used as a style pack name; use letters, digits, '-' or '_'.")
+    if len(cleaned) > MAX_NAME_LENGTH or len(cleaned.encode("utf-8")) > MAX_NAME_BYTES:
+        raise PackError(f"Style pack names are limited to {MAX_NAME_LENGTH} characters; {shown}… is longer.")
     return cleaned
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """An image encoded as PNG (RGB)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def thumbnail_data_uri(image: Image.Image, max_side: int = 256) -> str:
     """A small PNG of `image` as a data: URI (ModelSpec's thumbnail)."""
     thumb = image.convert("RGB")
     thumb.thumbnail((max_side, max_side))
-    buffer = io.BytesIO()
-    thumb.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return THUMBNAIL_PREFIX + base64.b64encode(png_bytes(thumb)).decode()
+
+
+def thumbnail_image(metadata: dict[str, str]) -> Image.Image | None:
+    """The pack's embedded thumbnail through the image gate (tight limits), or None when absent or unusable."""
+    uri = metadata.get(THUMBNAIL_KEY, "")
+    if not uri.startswith(THUMBNAIL_PREFIX) or len(uri) > MAX_THUMBNAIL_BYTES * 4 // 3 + len(THUMBNAIL_PREFIX) + 4:
+        return None
+    try:
+        data = base64.b64decode(uri[len(THUMBNAIL_PREFIX) :], validate=True)
+        return open_image(data, max_pixels=MAX_THUMBNAIL_PIXELS, max_bytes=MAX_THUMBNAIL_BYTES)
+    except (binascii.Error, ImageError):
+        return None
 
 
 @dataclass
@@ -102,17 +144,31 @@ class StylePack:
             return {}
         return value if isinstance(value, dict) else {}
 
-    def save(self, path: str | Path, dtype: str = "float16") -> Path:
-        """Write the pack atomically as `path` (+ `<name>.preview.png` when it has a preview)."""
+    def save(
+        self,
+        path: str | Path,
+        dtype: str = "float16",
+        *,
+        overwrite: bool = True,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Path:
+        """Write the pack as `path` (+ `<name>.preview.png` when it has a preview), both or neither.
+
+        `overwrite=False` refuses (PackError) when `path` exists by then; `should_stop()` is asked once
+        both files are written, just before they go in place, and True cancels the save (CancelledError).
+        """
         if dtype not in DTYPES:
             raise PackError(f"Unknown pack precision '{dtype}'; use one of {', '.join(DTYPES)}.")
         path = Path(path)
         tensors = {key: value.detach().to("cpu", DTYPES[dtype]).contiguous() for key, value in self.tensors.items()}
-        atomic_write(path, lambda temp: save_file(tensors, str(temp), metadata=self.metadata))
-        if self.preview is not None:
-            buffer = io.BytesIO()
-            self.preview.convert("RGB").save(buffer, format="PNG")
-            atomic_write_bytes(preview_path(path), buffer.getvalue())
+        preview = png_bytes(self.preview) if self.preview is not None else None
+        write_pack_files(
+            path,
+            lambda temp: save_file(tensors, str(temp), metadata=self.metadata),
+            preview,
+            overwrite=overwrite,
+            should_stop=should_stop,
+        )
         self.path = path
         return path
 
@@ -217,6 +273,43 @@ def preview_path(pack_path: Path) -> Path:
     return pack_path.with_name(pack_path.name[: -len(PACK_SUFFIX)] + PREVIEW_SUFFIX)
 
 
+def write_pack_files(
+    path: Path,
+    write_pack: Callable[[Path], None],
+    preview_png: bytes | None,
+    *,
+    overwrite: bool,
+    should_stop: Callable[[], bool] | None = None,
+) -> None:
+    """Write a pack (via `write_pack(temp)`) and its preview to temp files, then put both in place.
+
+    A failure or a cancel before the pack is in place leaves the folder as it was: no pack, no preview,
+    no temp file. A pack put in place without a preview removes a stale preview of the same name.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    preview = preview_path(path)
+    pack_temp, preview_temp = temp_sibling(path), temp_sibling(preview)
+    try:
+        write_pack(pack_temp)
+        if preview_png is not None:
+            preview_temp.write_bytes(preview_png)
+        if should_stop is not None and should_stop():
+            raise CancelledError(f"Saving '{path.stem}' was cancelled; nothing was saved.")
+        try:
+            commit(pack_temp, path, overwrite=overwrite)
+        except FileExistsError:
+            raise PackError(
+                f"A style pack named '{path.stem}' already exists; choose another name or delete it first."
+            ) from None
+        if preview_png is not None:
+            commit(preview_temp, preview)
+        else:
+            preview.unlink(missing_ok=True)
+    finally:
+        pack_temp.unlink(missing_ok=True)
+        preview_temp.unlink(missing_ok=True)
+
+
 def read_pack_metadata(path: str | Path) -> dict[str, str]:
     """Only the header of a pack (fast, no tensors), validated as ours."""
     path = Path(path)
@@ -258,19 +351,49 @@ def load_pack(path: str | Path) -> StylePack:
     return StylePack(tensors, metadata, path)
 
 
-def import_jojogan_style(
-    src: str | Path, dst: str | Path, *, base: Generator, title: str | None = None, dtype: str = "float16"
-) -> Path:
-    """Convert a JoJoGAN style `.pt` ({"g": ...}) into a pack; refused when it does not fit `base`."""
-    src = Path(src)
+def jojogan_style_generator(src: Path, base: Generator) -> Generator:
+    """`base` with the synthesis weights of a JoJoGAN style file; refused (naming `src`) when they do not fit."""
     state_dict = load_jojogan_style(src)
     synthesis = {key: value for key, value in state_dict.items() if key in base.synthesis_parameters()}
     for key, value in synthesis.items():
         if not value.is_floating_point() or not torch.isfinite(value).all():
             raise PackError(f"{src.name}: tensor {key} is not finite floating-point weights.")
-    generator = StylePack(synthesis, {}, src).generator(base)  # refusals name `src`
+    return StylePack(synthesis, {}, src).generator(base)  # refusals name `src`
+
+
+def import_jojogan_style(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    base: Generator,
+    title: str | None = None,
+    dtype: str = "float16",
+    render_preview: Callable[[Generator], Image.Image] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Convert a JoJoGAN style `.pt` ({"g": ...}) into a pack; refused when it does not fit `base`.
+
+    `render_preview(styled generator)` makes the pack's preview and thumbnail when given.
+    """
+    src = Path(src)
+    generator = jojogan_style_generator(src, base)
     source = {"jojogan.source": f"converted from {src.name}"}
-    return save_pack(dst, generator, base=base, title=title or src.stem, metadata=source, dtype=dtype)
+    preview = render_preview(generator) if render_preview is not None else None
+    pack = make_pack(generator, base=base, title=title or src.stem, metadata=source, preview=preview)
+    return pack.save(dst, dtype, overwrite=overwrite)
+
+
+def sniff_weights_file(path: Path) -> str | None:
+    """'safetensors', 'torch' (zip), 'legacy' (a bare pickle) or None, judged from the first bytes, never the name."""
+    with path.open("rb") as file:
+        head = file.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES:
+        return "safetensors"
+    if head.startswith(ZIP_MAGIC):
+        return "torch"
+    if head.startswith(b"\x80"):
+        return "legacy"
+    return None
 
 
 @dataclass
@@ -288,7 +411,7 @@ class PackInfo:
 
 
 class PackLibrary:
-    """The packs folder: list, locate, rename, delete — names never leave the folder."""
+    """The packs folder: list, locate, import, rename, delete — names never leave the folder."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -297,7 +420,9 @@ class PackLibrary:
         """The pack file for `name` (sanitized), guaranteed inside the folder."""
         path = (self.folder / (safe_pack_name(name) + PACK_SUFFIX)).resolve()
         if path.parent != self.folder.resolve():
-            raise PackError(f"'{name}' would point outside the style pack folder.")
+            raise PackError(
+                f"{str(name)[:40]!r} would point outside the style pack folder (a link?); use another name."
+            )
         return path
 
     def new_path(self, name: str, overwrite: bool = False) -> Path:
@@ -311,7 +436,7 @@ class PackLibrary:
         """The file of an existing pack, or a PackError saying it is not there."""
         path = self.path_for(name)
         if not path.is_file():
-            raise PackError(f"There is no style pack named '{name}' in {self.folder}.")
+            raise PackError(f"There is no style pack named '{path.stem}' in {self.folder}.")
         return path
 
     def list(self) -> list[PackInfo]:
@@ -330,6 +455,10 @@ class PackLibrary:
             if path.name.startswith("."):
                 continue
             try:
+                if safe_pack_name(path.stem) != path.stem:
+                    raise PackError(
+                        f"{path.name!r} is not a usable pack name; rename it to {safe_pack_name(path.stem)!r}."
+                    )
                 metadata = read_pack_metadata(path)
             except PackError as error:
                 found.append(str(error))
@@ -344,10 +473,78 @@ class PackLibrary:
     def rename(self, old: str, new: str) -> Path:
         """Rename a pack and its preview; refuses to overwrite another pack."""
         source, target = self.existing(old), self.new_path(new)
-        source.rename(target)
+        try:
+            commit(source, target, overwrite=False)
+        except FileExistsError:
+            raise PackError(f"A style pack named '{target.stem}' already exists; choose another name.") from None
         if preview_path(source).is_file():
-            preview_path(source).rename(preview_path(target))
+            commit(preview_path(source), preview_path(target))
         return target
+
+    def import_file(
+        self,
+        source: str | Path,
+        name: str,
+        *,
+        base: Callable[[], StyleGAN2Checkpoint],
+        fingerprint: Callable[[], str] | None = None,
+        render_preview: Callable[[Generator], Image.Image] | None = None,
+        overwrite: bool = False,
+        dtype: str = "float16",
+    ) -> Path:
+        """Add a style pack (.safetensors) or convert a JoJoGAN style (.pt, or `g.*` safetensors) as `name`.
+
+        The one import gate of every front. Cheap checks (name, kind, header) come first, then `base()`
+        (the base model, loaded on demand) and the full validation; nothing is written until the file is
+        known to fit, and then pack and preview land together (the preview: the pack's thumbnail, else
+        `render_preview(styled generator)`). Refusals are PackError/CheckpointError sentences naming the file.
+        """
+        source = Path(source)
+        target = self.new_path(name, overwrite=overwrite)
+        if not source.is_file():
+            raise PackError(f"{source.name} does not exist or is not a file.")
+        if source.suffix == PACK_SUFFIX:
+            is_pack = self._is_pack_file(source)  # the header check names what is wrong with anything else
+        else:
+            kind = sniff_weights_file(source)
+            if kind is None:
+                raise PackError(
+                    f"{source.name} is neither a style pack (.safetensors) nor a JoJoGAN style (.pt); use one of those."
+                )
+            if kind == "safetensors":
+                raise PackError(f"{source.name} holds safetensors data; rename it to end in {PACK_SUFFIX} and retry.")
+            is_pack = False  # a .pt: the untrusted reader refuses legacy pickles and anything but tensors
+        checkpoint = base()  # after the cheap checks: a foreign file is refused even without the base model
+        if not is_pack:  # a JoJoGAN style: .pt, or safetensors with `g.*` tensors
+            return import_jojogan_style(
+                source, target, base=checkpoint.generator, title=target.stem, dtype=dtype,
+                render_preview=render_preview, overwrite=overwrite,
+            )  # fmt: skip
+        pack = load_pack(source)
+        pack.check_fits(checkpoint.generator, fingerprint() if fingerprint is not None else None)
+        preview = thumbnail_image(pack.metadata)
+        if preview is None and render_preview is not None:
+            preview = render_preview(pack.generator(checkpoint.generator))
+        write_pack_files(
+            target,
+            lambda temp: shutil.copyfile(source, temp),
+            png_bytes(preview) if preview is not None else None,
+            overwrite=overwrite,
+        )
+        return target
+
+    @staticmethod
+    def _is_pack_file(source: Path) -> bool:
+        """True for our packs, False for a JoJoGAN style saved as safetensors (`g.*` tensors); else a PackError."""
+        try:
+            header = check_safetensors_header(source)
+        except CheckpointError as error:
+            raise PackError(str(error)) from None
+        metadata = header.get("__metadata__", {})
+        if "jojogan.format_version" not in metadata and any(key.startswith(("g.", "g_ema.")) for key in header):
+            return False
+        validate_metadata(source, metadata)
+        return True
 
     def delete(self, name: str) -> None:
         """Delete a pack and its preview."""

@@ -19,9 +19,11 @@ from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import Face, FaceDetector
 from .files import remove_stale_temp_files
+from .images import ImageLimits
 from .invert import Inverter
 from .nn.stylegan2 import Generator
 from .packs import PackLibrary, generator_fingerprint
+from .train import render_preview
 
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"
@@ -81,8 +83,10 @@ class Runtime:
         inverter: Inverter | Callable[[Sequence[Image.Image]], Tensor] | None = None,
         detector: FaceDetector | None = None,
         lpips: torch.nn.Module | None = None,
+        image_limits: ImageLimits | None = None,
     ):
         self.models_dir = Path(models_dir)
+        self.image_limits = image_limits or ImageLimits()  # the image gate's limits, for every front
         self.device = torch.device(device)
         self.dtype = dtype
         self.allow_download = allow_download
@@ -101,6 +105,23 @@ class Runtime:
     def require(self, *names: str) -> dict[str, Path]:
         """Local paths of catalog files, downloading when allowed; else one MissingWeightsError for all."""
         return weights.require(names, self.folders, allow_download=self.allow_download, on_progress=self.on_download)
+
+    def import_pack(self, source: str | Path, name: str, *, overwrite: bool = False, dtype: str = "float16") -> Path:
+        """Add a style pack or convert a JoJoGAN style into the library (the one import gate, see PackLibrary)."""
+        return self.packs.import_file(
+            source,
+            name,
+            base=lambda: self.base,
+            fingerprint=lambda: self.base_fingerprint,
+            render_preview=self.render_average_face,
+            overwrite=overwrite,
+            dtype=dtype,
+        )
+
+    def render_average_face(self, generator: Generator) -> Image.Image:
+        """A generator's rendering of the base model's average face (a pack's preview when it has none)."""
+        average = self.base.latent_avg.to(self.device).expand(1, generator.n_latent, -1)  # [1, n_latent, style_dim]
+        return render_preview(generator, average)
 
     # --- models ------------------------------------------------------------------------------------
     @property

@@ -2,7 +2,9 @@
 
 Uses only what gradio 3.41 and 4.x share; their differences live in `uploaded_path` and `enable_queue`.
 Controls take bounds and defaults from `args.TrainArgs`/`RestyleArgs`. Handlers show the JojoganError
-sentence in a status box instead of raising; nothing here imports the web UI.
+sentence in a status box instead of raising; nothing here imports the web UI. Image inputs are gr.File
+uploads, never gr.Image: gradio would decode those itself, before our size check (with Pillow's bomb
+guard switched off by the web UI), so every picture reaches the image gate (`Runtime.image_limits`) undecoded.
 """
 
 import contextlib
@@ -24,12 +26,12 @@ from PIL import Image
 from pydantic import BaseModel
 
 from . import weights
-from .api import MAX_REFERENCES, THUMBNAIL_KEY, decode_image, import_pack_file, pack_info
+from .api import MAX_REFERENCES, pack_info
 from .args import RestyleArgs, TrainArgs, field_info, parse, schema
 from .errors import ImageError, JojoganError
-from .images import open_image
+from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
-from .packs import PackInfo
+from .packs import THUMBNAIL_KEY, PackInfo, thumbnail_image
 from .restyle import Restyler
 from .runtime import Runtime
 from .train import render_preview
@@ -88,6 +90,11 @@ Exclusive = Callable[[], contextlib.AbstractContextManager]
 def uploaded_path(item: Any) -> Path:
     """The path of one gr.File upload: gradio 3 hands temp-file objects over, gradio 4 path strings."""
     return Path(item if isinstance(item, str | os.PathLike) else item.name)
+
+
+def uploaded_image(item: Any, limits: ImageLimits, what: str | None = None) -> Image.Image:
+    """One uploaded picture (a gr.File upload, a path, or a PIL image from Python) through the image gate."""
+    return limits.open(item if isinstance(item, Image.Image) else uploaded_path(item), what)
 
 
 def enable_queue(blocks: gr.Blocks, workers: int = 4) -> gr.Blocks:
@@ -383,11 +390,12 @@ class TabHandlers:
 
     def preview_image(self, info: PackInfo) -> Image.Image:
         """The pack's preview PNG, else its thumbnail, else a grey square."""
-        with contextlib.suppress(ImageError):
-            if info.preview is not None:
-                return open_image(info.preview)
-            if info.metadata.get(THUMBNAIL_KEY):
-                return decode_image(info.metadata[THUMBNAIL_KEY], "The thumbnail")
+        if info.preview is not None:
+            with contextlib.suppress(ImageError):
+                return self.runtime.image_limits.open(info.preview)
+        thumbnail = thumbnail_image(info.metadata)
+        if thumbnail is not None:
+            return thumbnail
         return Image.new("RGB", (PLACEHOLDER_SIZE, PLACEHOLDER_SIZE), (128, 128, 128))
 
     def references(self, files: Sequence[Any] | None) -> list[Image.Image]:
@@ -396,16 +404,22 @@ class TabHandlers:
             raise JojoganError("Upload at least one reference portrait (a face in the style you want).")
         if len(files) > MAX_REFERENCES:
             raise JojoganError(f"Use at most {MAX_REFERENCES} reference portraits, not {len(files)}.")
-        return [open_image(uploaded_path(item)) for item in files]
+        sources = [item if isinstance(item, Image.Image) else uploaded_path(item) for item in files]
+        return self.runtime.image_limits.open_all(sources, "Reference")
+
+    def test_face(self, upload: Any) -> Image.Image | None:
+        """The optional test photo through the image gate."""
+        return None if upload is None else uploaded_image(upload, self.runtime.image_limits, "The test face")
 
     # --- Train -----------------------------------------------------------------------------------
     @shows_errors(outputs=2)
     def prepare(
-        self, files: Sequence[Any] | None, test_face: Image.Image | None, aligned: bool
+        self, files: Sequence[Any] | None, test_face: Any, aligned: bool
     ) -> tuple[str, list[tuple[Image.Image, str]]]:
         """JoJoGAN's paired data: each reference aligned, next to its e4e inversion rendered by the base model."""
         references = self.references(files)
-        faces = references + ([open_image(test_face)] if test_face is not None else [])
+        test = self.test_face(test_face)
+        faces = references + ([test] if test is not None else [])
         with self.exclusive():
             aligned_faces = self.runtime.align_references(faces, bool(aligned))
             w_plus = self.runtime.invert(aligned_faces)  # [N, n_latent, style_dim]
@@ -421,12 +435,12 @@ class TabHandlers:
 
     @shows_errors(outputs=2 + LIBRARY_OUTPUTS)
     def train(
-        self, files: Sequence[Any] | None, test_face: Image.Image | None, overwrite: bool, *values: Any
+        self, files: Sequence[Any] | None, test_face: Any, overwrite: bool, *values: Any
     ) -> Iterator[tuple[Any, ...]]:
         """Start a training and follow it: status and live preview about every `poll_seconds`, then the new pack."""
         args = parse(TrainArgs, train_values(values))
         references = self.references(files)
-        job = self.jobs.start(references, args, open_image(test_face) if test_face is not None else None, overwrite)
+        job = self.jobs.start(references, args, self.test_face(test_face), overwrite)
         shown_text, shown_preview = None, None
         while job.active:
             text = progress_text(job)
@@ -450,12 +464,12 @@ class TabHandlers:
 
     # --- Restyle ---------------------------------------------------------------------------------
     @shows_errors(outputs=3, cleared=(None, []))
-    def restyle(self, image: Image.Image | None, *values: Any) -> tuple[str, Image.Image, list]:
-        """Restyle the faces of one image; also shows each face's aligned and stylized crop."""
+    def restyle(self, image: Any, *values: Any) -> tuple[str, Image.Image, list]:
+        """Restyle the faces of one uploaded image; also shows each face's aligned and stylized crop."""
         if image is None:
             raise JojoganError("Upload an image to restyle.")
         args = parse(RestyleArgs, restyle_values(values, RESTYLE_TAB_FIELDS))
-        picture = open_image(image)
+        picture = uploaded_image(image, self.runtime.image_limits)
         with self.exclusive():
             result = self.restyler.restyle(picture, args)
         crops = []
@@ -497,7 +511,7 @@ class TabHandlers:
         source = uploaded_path(upload)
         target = (name or "").strip() or source.stem
         with self.exclusive():
-            path = import_pack_file(self.runtime, source, target, bool(overwrite))
+            path = self.runtime.import_pack(source, target, overwrite=bool(overwrite))
         return (f"Imported {source.name} as style pack '{path.stem}'.", *self.library(path.stem, restyle_with_it=True))
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
@@ -570,7 +584,7 @@ class TabHandlers:
             raise outcome["error"]
         yield (f"Importing {entry.name}…", *self.no_library_change())
         with self.exclusive():
-            path = import_pack_file(self.runtime, outcome["path"], name)
+            path = self.runtime.import_pack(outcome["path"], name)
         yield (f"Imported {entry.name} as style pack '{path.stem}'.", *self.library(path.stem, restyle_with_it=True))
 
 
@@ -654,7 +668,7 @@ def build_train_tab() -> dict[str, Any]:
                 file_types=["image"],
                 elem_id="jojogan_references",
             )
-            test_face = gr.Image(label="Test face (optional preview)", type="pil", elem_id="jojogan_test_face")
+            test_face = gr.File(label="Test face (optional preview)", file_types=["image"], elem_id="jojogan_test_face")
             name = gr.Textbox(
                 value=field_info(TrainArgs, "name")["default"],
                 label=label("name"),
@@ -716,7 +730,7 @@ def build_restyle_tab(runtime: Runtime) -> dict[str, Any]:
     """Restyle: image, pack and options → result, face crops, message."""
     with gr.Row():
         with gr.Column():
-            image = gr.Image(label="Image", type="pil", elem_id="jojogan_restyle_image")
+            image = gr.File(label="Image", file_types=["image"], elem_id="jojogan_restyle_image")
             controls = [restyle_control(runtime, name, "jojogan_restyle") for name in RESTYLE_TAB_FIELDS]
             button = gr.Button("Restyle", variant="primary", elem_id="jojogan_restyle_button")
         with gr.Column():

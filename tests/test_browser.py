@@ -89,7 +89,7 @@ def test_train_a_style_in_the_browser(browser, tiny_runtime, fixtures, tmp_path)
 
         page.click("button:has-text('Restyle')")  # the new pack is already chosen there
         page.set_input_files("#jojogan_restyle_image input[type=file]", str(fixtures / "align" / "astronaut.png"))
-        page.wait_for_selector("#jojogan_restyle_image img")
+        page.wait_for_selector("#jojogan_restyle_image a[download='astronaut.png']")  # a file upload, not gr.Image
         for elem_id, value in [("jojogan_restyle_confidence", "0.05"), ("jojogan_restyle_max_faces", "1")]:
             page.fill(f"#{elem_id} input[type=number]", value)  # random detector weights: low scores
             page.press(f"#{elem_id} input[type=number]", "Tab")

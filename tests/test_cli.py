@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from conftest import REPO
@@ -73,6 +74,7 @@ def test_errors_are_one_line(models, tmp_path):
     assert_one_line_error(bad, "iterations")
     empty = tmp_path / "empty"
     empty.mkdir()
+    torch.save({"g": {}}, tmp_path / "style.pt")
     offline = cli(empty, "import", str(tmp_path / "style.pt"))  # needs the base model, downloads are off
     assert offline.returncode == 1 and "Traceback" not in offline.stderr
     assert "stylegan2-ffhq-config-f.pt" in offline.stderr and "381.5 MB" in offline.stderr
