@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from .args import RestyleArgs, infotext, parse
+from .errors import JojoganError
 from .jobs import TrainingJob, TrainingJobs
 from .restyle import Restyler
 from .runtime import Runtime
@@ -114,6 +115,24 @@ class Services:
             )
         result = self.restyler.restyle(image, args, should_stop=should_stop)
         return result.image, (infotext(args) if result.faces else {}), result.message
+
+    def restyle_or_keep(
+        self,
+        image: Image.Image,
+        raw_args: dict[str, Any] | None,
+        should_stop: Callable[[], bool] | None = None,
+        default_pack: str = "",
+    ) -> tuple[Image.Image, dict[str, str], str]:
+        """`restyle_generated` for the web UI's pipelines: any failure keeps the image and becomes the message.
+
+        Generation must never fail because of a face step (a bad argument, a missing pack, out of memory).
+        """
+        try:
+            return self.restyle_generated(image, raw_args, should_stop, default_pack)
+        except JojoganError as error:
+            return image, {}, str(error)
+        except (RuntimeError, OSError, MemoryError) as error:  # e.g. out of GPU memory
+            return image, {}, f"restyling failed, the image is unchanged: {type(error).__name__}: {error}"
 
 
 _SERVICES: dict[tuple[str, str], Services] = {}  # the process's one Services per extension and web UI folder

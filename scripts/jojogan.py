@@ -10,7 +10,6 @@ from modules import call_queue, devices, paths_internal, script_callbacks, scrip
 
 from jojogan_ext import api, ui
 from jojogan_ext.args import INFOTEXT_FIELDS, from_infotext
-from jojogan_ext.errors import JojoganError
 from jojogan_ext.integration import SETTINGS, Services, services_from_settings
 from jojogan_ext.jobs import TrainingJob
 
@@ -146,19 +145,12 @@ class JoJoGANScript(scripts.Script):
             return
         if not restyle_args.get("enabled", True):  # RestyleArgs' default: an API object without "enabled" restyles
             return
-        try:
-            image, infotext, message = services().restyle_generated(
-                pp.image,
-                restyle_args,
-                should_stop=lambda: bool(shared.state.interrupted),
-                default_pack=option("jojogan_default_pack", ""),
-            )
-        except JojoganError as error:
-            print(f"JoJoGAN: {error}")
-            return
-        except (RuntimeError, OSError, MemoryError) as error:  # e.g. out of GPU memory: keep the image as it is
-            print(f"JoJoGAN: restyling failed, the image is unchanged: {type(error).__name__}: {error}")
-            return
+        image, infotext, message = services().restyle_or_keep(
+            pp.image,
+            restyle_args,
+            should_stop=lambda: bool(shared.state.interrupted),
+            default_pack=option("jojogan_default_pack", ""),
+        )
         pp.image = image
         p.extra_generation_params.update(infotext)
         if message:

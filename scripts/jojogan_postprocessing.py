@@ -31,18 +31,15 @@ class JoJoGANExtras(scripts_postprocessing.ScriptPostprocessing):
     def process(self, pp: scripts_postprocessing.PostprocessedImage, **values):
         try:
             restyle_args = ui.restyle_values([values.get(name) for name in ui.ACCORDION_FIELDS])
-            if not restyle_args["enabled"]:
-                return
-            found = services_from_settings(option, EXTENSION_DIR, paths_internal.models_path, devices.device)
-            image, infotext, message = found.restyle_generated(
-                pp.image, restyle_args, default_pack=option("jojogan_default_pack", "")
-            )
-        except JojoganError as error:
+        except JojoganError as error:  # e.g. a faces field that is not a list of numbers
             print(f"JoJoGAN: {error}")
             return
-        except (RuntimeError, OSError, MemoryError) as error:
-            print(f"JoJoGAN: restyling failed, the image is unchanged: {type(error).__name__}: {error}")
+        if not restyle_args["enabled"]:
             return
+        found = services_from_settings(option, EXTENSION_DIR, paths_internal.models_path, devices.device)
+        image, infotext, message = found.restyle_or_keep(
+            pp.image, restyle_args, default_pack=option("jojogan_default_pack", "")
+        )
         pp.image = image
         pp.info.update(infotext)
         if message:
