@@ -10,7 +10,7 @@ here: the glue hands in its queue lock and VRAM hooks.
 import contextlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,11 @@ SETTINGS = (
         "jojogan_detector", "retinaface_resnet50", "Face detector", ("retinaface_resnet50", "retinaface_mobile0.25")
     ),
     Setting("jojogan_default_pack", "", "Default style pack"),
+    Setting(
+        "jojogan_max_image_megapixels",
+        40,
+        "Largest uploaded image JoJoGAN accepts (megapixels, checked before decoding)",
+    ),
 )
 
 
@@ -59,11 +64,24 @@ class Services:
     exclusive: Callable[[], contextlib.AbstractContextManager]
 
     def apply_settings(
-        self, *, device: str | torch.device, precision: str, allow_download: bool, detector: str
+        self,
+        *,
+        device: str | torch.device,
+        precision: str,
+        allow_download: bool,
+        detector: str,
+        max_image_megapixels: float = 40,
     ) -> None:
         """Follow the web UI's settings; a device, precision or detector change unloads the models."""
         runtime = self.runtime
         runtime.allow_download = allow_download
+        max_pixels = max(1, int(float(max_image_megapixels) * 1_000_000))
+        if max_pixels != runtime.image_limits.max_pixels:
+            runtime.image_limits = replace(
+                runtime.image_limits,
+                max_pixels=max_pixels,
+                max_total_pixels=max(max_pixels, runtime.image_limits.max_total_pixels),
+            )
         dtype = DTYPES.get(precision, torch.float32) if torch.device(device).type != "cpu" else torch.float32
         if (torch.device(device), dtype, detector) != (runtime.device, runtime.dtype, runtime.detector_network):
             runtime.unload()
@@ -160,5 +178,6 @@ def services_from_settings(
         precision=values["jojogan_precision"],
         allow_download=bool(values["jojogan_allow_download"]),
         detector=values["jojogan_detector"],
+        max_image_megapixels=values["jojogan_max_image_megapixels"],
     )
     return services

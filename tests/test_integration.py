@@ -33,9 +33,10 @@ def test_one_services_object_follows_the_settings(services, tmp_path):
     again = integration.services_from_settings(settings.get, extension, tmp_path / "webui_models", "cpu")
     assert again is found and found.runtime.allow_download  # live settings apply at once
     assert found.runtime.models_dir == extension / "models"  # the folder needs a restart
-    settings["jojogan_precision"] = "float16"
+    settings |= {"jojogan_precision": "float16", "jojogan_max_image_megapixels": 2.5}
     integration.services_from_settings(settings.get, extension, tmp_path / "webui_models", "cpu")
     assert found.runtime.dtype == torch.float32  # half precision is for GPUs only
+    assert found.runtime.image_limits.max_pixels == 2_500_000
 
 
 def test_restyle_or_keep_never_raises(services, fixtures):
