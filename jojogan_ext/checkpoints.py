@@ -53,6 +53,19 @@ def _existing_file(path: str | Path) -> Path:
     return path
 
 
+def unreadable(path: Path, why: str, error: BaseException) -> CheckpointError:
+    """The refusal for a `.pt` file that could not be read, with the first line of the low-level error."""
+    detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    return CheckpointError(f"{path.name} is not a readable PyTorch checkpoint ({why}): {detail}.")
+
+
+def weights_dict(path: Path, checkpoint: object) -> dict:
+    """The checkpoint's top level, refused unless it is a dict (of weights and their companions)."""
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path.name} holds a {type(checkpoint).__name__}, not a dict of weights.")
+    return checkpoint
+
+
 def read_torch_checkpoint(path: str | Path) -> dict:
     """A `.pt`/`.pth` file's top-level dict, loaded with weights_only (memory-mapped when zip format)."""
     path = _existing_file(path)
@@ -68,13 +81,8 @@ def read_torch_checkpoint(path: str | Path) -> dict:
             f"({str(error).splitlines()[0][:200]})."
         ) from None
     except TORCH_LOAD_ERRORS as error:
-        raise CheckpointError(
-            f"{path.name} is not a readable PyTorch checkpoint (truncated or another kind of file): "
-            f"{str(error).splitlines()[0][:200] if str(error) else type(error).__name__}."
-        ) from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path.name} holds a {type(checkpoint).__name__}, not a dict of weights.")
-    return checkpoint
+        raise unreadable(path, "truncated or another kind of file", error) from None
+    return weights_dict(path, checkpoint)
 
 
 # --- user-supplied .pt files: a restricted reader for torch's zip format ---------------------------------
@@ -240,13 +248,8 @@ def read_untrusted_torch_checkpoint(path: str | Path) -> dict:
             "could run code."
         ) from None
     except UNTRUSTED_READ_ERRORS as error:
-        raise CheckpointError(
-            f"{path.name} is not a readable PyTorch checkpoint (truncated or damaged): "
-            f"{str(error).splitlines()[0][:200] if str(error) else type(error).__name__}."
-        ) from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path.name} holds a {type(checkpoint).__name__}, not a dict of weights.")
-    return checkpoint
+        raise unreadable(path, "truncated or damaged", error) from None
+    return weights_dict(path, checkpoint)
 
 
 SAFETENSORS_DTYPES = {

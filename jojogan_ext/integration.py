@@ -107,33 +107,6 @@ class Services:
             interrupted,
         )
 
-    def restyle_generated(
-        self,
-        image: Image.Image,
-        raw_args: dict[str, Any] | None,
-        should_stop: Callable[[], bool] | None = None,
-        default_pack: str = "",
-    ) -> tuple[Image.Image, dict[str, str], str]:
-        """The txt2img/img2img/Extras step: (image, infotext entries, message); disabled → unchanged.
-
-        Without a pack in the arguments, `default_pack` (the "Default style pack" setting) is used.
-        """
-        if not raw_args:
-            return image, {}, ""
-        if not raw_args.get("pack") and default_pack:
-            raw_args = {**raw_args, "pack": default_pack}
-        args = parse(RestyleArgs, raw_args)
-        if not args.enabled:
-            return image, {}, ""
-        if not args.pack:
-            return (
-                image,
-                {},
-                'No style pack was chosen, so the image is unchanged; pick one in the accordion (API: "pack").',
-            )
-        result = self.restyler.restyle(image, args, should_stop=should_stop)
-        return result.image, (infotext(args) if result.faces else {}), result.message
-
     def restyle_or_keep(
         self,
         image: Image.Image,
@@ -141,16 +114,32 @@ class Services:
         should_stop: Callable[[], bool] | None = None,
         default_pack: str = "",
     ) -> tuple[Image.Image, dict[str, str], str]:
-        """`restyle_generated` for the web UI's pipelines: any failure keeps the image and becomes the message.
+        """The txt2img/img2img/Extras step: (image, infotext entries, message); it never raises.
 
-        Generation must never fail because of a face step (a bad argument, a missing pack, out of memory).
+        Disabled or empty arguments leave the image as it is; without a pack in the arguments,
+        `default_pack` (the "Default style pack" setting) is used. Generation must never fail because of
+        a face step, so every failure (a bad argument, a missing pack, out of memory) keeps the image and
+        becomes the message.
         """
+        if not raw_args:
+            return image, {}, ""
+        if not raw_args.get("pack") and default_pack:
+            raw_args = {**raw_args, "pack": default_pack}
         try:
-            return self.restyle_generated(image, raw_args, should_stop, default_pack)
+            args = parse(RestyleArgs, raw_args)
+            if not args.enabled:
+                return image, {}, ""
+            if not args.pack:
+                message = (
+                    'No style pack was chosen, so the image is unchanged; pick one in the accordion (API: "pack").'
+                )
+                return image, {}, message
+            result = self.restyler.restyle(image, args, should_stop=should_stop)
         except JojoganError as error:
             return image, {}, str(error)
         except (RuntimeError, OSError, MemoryError) as error:  # e.g. out of GPU memory
             return image, {}, f"restyling failed, the image is unchanged: {type(error).__name__}: {error}"
+        return result.image, (infotext(args) if result.faces else {}), result.message
 
 
 _SERVICES: dict[tuple[str, str], Services] = {}  # the process's one Services per extension and web UI folder

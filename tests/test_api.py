@@ -23,6 +23,8 @@ from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.packs import load_pack, save_pack
 from jojogan_ext.runtime import Runtime
 
+from tiny_models import styled_generator
+
 ACTIVE = ("queued", "running", "saving")
 
 
@@ -65,17 +67,6 @@ def astronaut_b64(fixtures) -> str:
     return b64((fixtures / "align" / "astronaut.png").read_bytes())
 
 
-def styled_generator(runtime: Runtime, seed: int = 11) -> Generator:
-    """The base generator with clearly different synthesis weights (a stand-in for a trained style)."""
-    base = runtime.base.generator
-    styled = Generator.from_state_dict(base.state_dict())
-    with torch.no_grad():
-        torch.manual_seed(seed)
-        for parameter in styled.synthesis_parameters().values():
-            parameter.add_(torch.randn_like(parameter) * 0.5)
-    return styled
-
-
 @pytest.fixture()
 def bold(api) -> Path:
     """A pack 'bold' (title 'Bold', float32) in the runtime's library."""
@@ -83,7 +74,7 @@ def bold(api) -> Path:
     preview = Image.new("RGB", (64, 64), (200, 30, 30))
     return save_pack(
         runtime.packs.new_path("bold"),
-        styled_generator(runtime),
+        styled_generator(runtime.base.generator),
         base=runtime.base.generator,
         title="Bold",
         dtype="float32",
@@ -151,7 +142,7 @@ def test_upload_a_pack_then_refuse_its_name_unless_overwriting(api, bold):
 
 def test_upload_a_jojogan_pt_converts_it(api, tmp_path):
     client, runtime, _ = api
-    styled = styled_generator(runtime, seed=5)
+    styled = styled_generator(runtime.base.generator, seed=5)
     source = tmp_path / "style.pt"
     torch.save({"g": styled.state_dict()}, source)
     created = client.post(url("packs"), params={"name": "converted"}, content=source.read_bytes())

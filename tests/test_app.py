@@ -2,29 +2,21 @@
 
 import httpx
 import pytest
-import torch
 from gradio_client import Client
 from PIL import Image
 
 from jojogan_ext import __version__
 from jojogan_ext.api import API_PREFIX
 from jojogan_ext.app import create_app
-from jojogan_ext.nn.stylegan2 import Generator
-from jojogan_ext.packs import save_pack
 
 from app_server import served
+from tiny_models import save_styled_pack
 
 
 @pytest.fixture()
 def app_url(tiny_runtime):
     """The app over the tiny runtime, with a pack 'bold', served until the test ends."""
-    base = tiny_runtime.base.generator
-    styled = Generator.from_state_dict(base.state_dict())
-    with torch.no_grad():
-        torch.manual_seed(11)
-        for parameter in styled.synthesis_parameters().values():
-            parameter.add_(torch.randn_like(parameter) * 0.5)
-    save_pack(tiny_runtime.packs.new_path("bold"), styled, base=base, title="Bold", dtype="float32")
+    save_styled_pack(tiny_runtime)
     with served(create_app(tiny_runtime)) as url:
         yield url
 

@@ -8,22 +8,15 @@ from PIL import Image
 from jojogan_ext.args import RestyleArgs
 from jojogan_ext.errors import JojoganError, PackError
 from jojogan_ext.faces.detect import Face
-from jojogan_ext.packs import save_pack
 from jojogan_ext.restyle import Restyler
 
-from tiny_models import astronaut, astronaut_landmarks
+from tiny_models import astronaut, astronaut_landmarks, save_styled_pack
 
 
 @pytest.fixture()
 def styled_runtime(tiny_runtime):
     """The tiny runtime with a pack 'bold' whose synthesis weights differ strongly from the base."""
-    base = tiny_runtime.base.generator
-    styled = base.__class__.from_state_dict(base.state_dict())
-    with torch.no_grad():
-        torch.manual_seed(11)
-        for parameter in styled.synthesis_parameters().values():
-            parameter.add_(torch.randn_like(parameter) * 0.5)
-    save_pack(tiny_runtime.packs.new_path("bold"), styled, base=base, title="Bold", dtype="float32")
+    save_styled_pack(tiny_runtime)
     return tiny_runtime
 
 

@@ -15,7 +15,6 @@ from jojogan_ext.args import RestyleArgs, TrainArgs, field_info, parse
 from jojogan_ext.errors import JojoganError
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.nn.stylegan2 import Generator
-from jojogan_ext.packs import save_pack
 from jojogan_ext.ui import (
     ACCORDION_FIELDS,
     TRAIN_FIELDS,
@@ -25,6 +24,8 @@ from jojogan_ext.ui import (
     restyle_values,
     train_values,
 )
+
+from tiny_models import save_styled_pack
 
 
 @pytest.fixture()
@@ -42,16 +43,6 @@ def reference(fixtures) -> str:
     return str(fixtures / "align" / "A_full_256.png")
 
 
-def styled_pack(runtime, name: str = "bold") -> Path:
-    base = runtime.base.generator
-    styled = Generator.from_state_dict(base.state_dict())
-    with torch.no_grad():
-        torch.manual_seed(11)
-        for parameter in styled.synthesis_parameters().values():
-            parameter.add_(torch.randn_like(parameter) * 0.5)
-    return save_pack(runtime.packs.new_path(name), styled, base=base, title=name.title(), dtype="float32")
-
-
 def defaults(**values) -> list:
     """Train tab values in TRAIN_FIELDS order: the defaults for aligned references, with `values` changed."""
     chosen = {name: field_info(TrainArgs, name)["default"] for name in TRAIN_FIELDS}
@@ -64,7 +55,7 @@ def components(blocks: gr.Blocks) -> dict[str, dict]:
 
 
 def test_the_tab_builds_with_controls_from_the_argument_models(tiny_runtime):
-    styled_pack(tiny_runtime)
+    save_styled_pack(tiny_runtime)
     blocks = build_tab(tiny_runtime, TrainingJobs(tiny_runtime))
     assert isinstance(blocks, gr.Blocks)
     found = components(blocks)
@@ -82,7 +73,7 @@ def test_the_tab_builds_with_controls_from_the_argument_models(tiny_runtime):
 
 
 def test_accordion_controls_and_their_values(tiny_runtime):
-    styled_pack(tiny_runtime)
+    save_styled_pack(tiny_runtime)
     with gr.Blocks(analytics_enabled=False):
         controls = build_restyle_controls(tiny_runtime, elem_prefix="jojogan_txt2img")
         switch = gr.Checkbox(value=True)
@@ -148,7 +139,7 @@ def test_train_cancel_and_errors_are_shown(handlers, reference, tmp_path):
 
 
 def test_restyle_handler(handlers, fixtures):
-    styled_pack(handlers.runtime)
+    save_styled_pack(handlers.runtime)
     image = Image.open(fixtures / "align" / "astronaut.png")
     options = [1.0, "", 1, 0.05, 8, 0.15, False]  # strength, faces, max faces, confidence, min size, feather, colour
     message, result, crops = handlers.restyle(image, "bold", *options)
@@ -167,7 +158,7 @@ def test_restyle_handler(handlers, fixtures):
 
 def test_pack_management(handlers, tmp_path):
     runtime = handlers.runtime
-    source = styled_pack(runtime, "original")
+    source = save_styled_pack(runtime, "original")
     upload = tmp_path / "shared.safetensors"
     upload.write_bytes(source.read_bytes())
 

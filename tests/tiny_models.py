@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from jojogan_ext.checkpoints import save_e4e_cache
 from jojogan_ext.nn.e4e import Encoder4Editing
 from jojogan_ext.nn.stylegan2 import Discriminator, Generator
+from jojogan_ext.packs import save_pack
 
 SIZE = 64
 E4E_WIDTH = 16  # IR-SE-50 stages 16/32/64/128 wide, styles of 8·16 = 128
@@ -45,6 +46,24 @@ def tiny_encoder(seed: int = 2) -> Encoder4Editing:
             if name.endswith("linear.weight"):
                 parameter.mul_(0.1)  # small deltas around latent_avg, like a trained encoder
     return encoder.eval()
+
+
+def styled_generator(base: Generator, seed: int = 11) -> Generator:
+    """A copy of `base` with clearly different synthesis weights (a stand-in for a trained style)."""
+    styled = Generator.from_state_dict(base.state_dict())
+    with torch.no_grad():
+        torch.manual_seed(seed)
+        for parameter in styled.synthesis_parameters().values():
+            parameter.add_(torch.randn_like(parameter) * 0.5)
+    return styled
+
+
+def save_styled_pack(runtime, name: str = "bold") -> Path:
+    """Save a float32 pack `name` of `styled_generator(runtime's base)` into the runtime's packs folder."""
+    base = runtime.base.generator
+    return save_pack(
+        runtime.packs.new_path(name), styled_generator(base), base=base, title=name.title(), dtype="float32"
+    )
 
 
 def write_tiny_models(folder: Path) -> Path:
