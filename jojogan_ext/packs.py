@@ -216,8 +216,13 @@ def build_metadata(
     base_name: str = "stylegan2-ffhq-config-f",
     metadata: dict[str, str] | None = None,
     preview: Image.Image | None = None,
+    base_fingerprint: str | None = None,
 ) -> dict[str, str]:
-    """The pack's `__metadata__`: ModelSpec keys plus ours (every value a string)."""
+    """The pack's `__metadata__`: ModelSpec keys plus ours (every value a string).
+
+    Pass `base_fingerprint` when it is known (Runtime caches it) to skip hashing the base again.
+    """
+    base_fingerprint = base_fingerprint or generator_fingerprint(base)
     values = {
         "modelspec.sai_model_spec": "1.0.0",
         "modelspec.architecture": f"stylegan2-ffhq-{generator.size}/jojogan",
@@ -228,7 +233,7 @@ def build_metadata(
         "modelspec.date": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "modelspec.license": LICENSE,
         "jojogan.format_version": FORMAT_VERSION,
-        "jojogan.base": json.dumps({"name": base_name, "sha256": generator_fingerprint(base)}),
+        "jojogan.base": json.dumps({"name": base_name, "sha256": base_fingerprint}),
         "jojogan.config": json.dumps(generator_config(generator)),
         "jojogan.training": "{}",
         "jojogan.source": "trained",
@@ -246,10 +251,13 @@ def make_pack(
     title: str,
     metadata: dict[str, str] | None = None,
     preview: Image.Image | None = None,
+    base_fingerprint: str | None = None,
 ) -> StylePack:
     """An in-memory pack of `generator`'s synthesis weights (float32 on CPU) with full metadata."""
     tensors = {key: value.detach().to("cpu", torch.float32) for key, value in generator.synthesis_parameters().items()}
-    values = build_metadata(generator, base=base, title=title, metadata=metadata, preview=preview)
+    values = build_metadata(
+        generator, base=base, title=title, metadata=metadata, preview=preview, base_fingerprint=base_fingerprint
+    )
     return StylePack(tensors, values, None, preview)
 
 
@@ -370,6 +378,7 @@ def import_jojogan_style(
     dtype: str = "float16",
     render_preview: Callable[[Generator], Image.Image] | None = None,
     overwrite: bool = True,
+    base_fingerprint: str | None = None,
 ) -> Path:
     """Convert a JoJoGAN style `.pt` ({"g": ...}) into a pack; refused when it does not fit `base`.
 
@@ -379,7 +388,14 @@ def import_jojogan_style(
     generator = jojogan_style_generator(src, base)
     source = {"jojogan.source": f"converted from {src.name}"}
     preview = render_preview(generator) if render_preview is not None else None
-    pack = make_pack(generator, base=base, title=title or src.stem, metadata=source, preview=preview)
+    pack = make_pack(
+        generator,
+        base=base,
+        title=title or src.stem,
+        metadata=source,
+        preview=preview,
+        base_fingerprint=base_fingerprint,
+    )
     return pack.save(dst, dtype, overwrite=overwrite)
 
 
@@ -515,13 +531,14 @@ class PackLibrary:
                 raise PackError(f"{source.name} holds safetensors data; rename it to end in {PACK_SUFFIX} and retry.")
             is_pack = False  # a .pt: the untrusted reader refuses legacy pickles and anything but tensors
         checkpoint = base()  # after the cheap checks: a foreign file is refused even without the base model
+        base_fingerprint = fingerprint() if fingerprint is not None else None
         if not is_pack:  # a JoJoGAN style: .pt, or safetensors with `g.*` tensors
             return import_jojogan_style(
                 source, target, base=checkpoint.generator, title=target.stem, dtype=dtype,
-                render_preview=render_preview, overwrite=overwrite,
+                render_preview=render_preview, overwrite=overwrite, base_fingerprint=base_fingerprint,
             )  # fmt: skip
         pack = load_pack(source)
-        pack.check_fits(checkpoint.generator, fingerprint() if fingerprint is not None else None)
+        pack.check_fits(checkpoint.generator, base_fingerprint)
         preview = thumbnail_image(pack.metadata)
         if preview is None and render_preview is not None:
             preview = render_preview(pack.generator(checkpoint.generator))

@@ -158,6 +158,7 @@ class Finetuner:
             title=args.name,
             metadata={"jojogan.training": json.dumps(training)},
             preview=self.preview(),
+            base_fingerprint=self.runtime.base_fingerprint,
         )
 
 
