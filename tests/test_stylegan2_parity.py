@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from jojogan_ext.checkpoints import load_stylegan2
-from jojogan_ext.nn.ops import fused_leaky_relu, make_kernel, upfirdn2d
+from jojogan_ext.nn.ops import conv_layout, fused_leaky_relu, make_kernel, upfirdn2d
 
 ACTIVATION_MODULES = ["conv1", "to_rgb1"] + [
     name for block in range(4) for name in (f"convs.{2 * block}", f"convs.{2 * block + 1}", f"to_rgbs.{block}")
@@ -26,9 +26,12 @@ def golden(fixtures):
     }
 
 
-@pytest.fixture(scope="module")
-def models(golden):
-    return load_stylegan2(golden["folder"] / "tiny64_ckpt.pt")
+@pytest.fixture(scope="module", params=[None, False], ids=["device_layout", "nchw"])
+def models(golden, request):
+    """The tiny models; the discriminator in the layout the CPU picks (channels-last) and in plain NCHW."""
+    models = load_stylegan2(golden["folder"] / "tiny64_ckpt.pt")
+    models.discriminator.channels_last = request.param
+    return models
 
 
 def check(golden, name: str, actual: torch.Tensor) -> None:
@@ -56,6 +59,9 @@ def test_ops_are_differentiable_in_float64():
     assert torch.autograd.gradcheck(lambda t: upfirdn2d(t, kernel * 4, up=2, pad=(2, 1)), (x,))
     assert torch.autograd.gradcheck(lambda t: upfirdn2d(t, kernel, down=2, pad=(1, 1)), (x,))
     assert torch.autograd.gradcheck(lambda t: upfirdn2d(t, kernel, pad=(-1, 2)), (x,))
+    lopsided = torch.rand(3, 4, dtype=torch.float64)  # checks the flip and the padding of the custom backward
+    for pad in ((0, 0), (1, 1), (2, 2)):
+        assert torch.autograd.gradcheck(lambda t, p=pad: upfirdn2d(t, lopsided, pad=p), (x,))
     assert torch.autograd.gradcheck(lambda t, b: fused_leaky_relu(t, b), (x, bias))
 
 
@@ -124,6 +130,15 @@ def test_per_layer_activations(golden, models):
         check(golden, "act_" + name.replace(".", "_"), captured[name])
 
 
+def test_conv_layout_picks_channels_last_on_cpu_only_by_default():
+    x = torch.randn(1, 4, 5, 6)
+    assert conv_layout(x).is_contiguous(memory_format=torch.channels_last)
+    assert conv_layout(x, channels_last=False).is_contiguous()
+    assert torch.equal(conv_layout(x), x)
+    meta = torch.empty(1, 4, 5, 6, device="meta")
+    assert conv_layout(meta).is_contiguous()
+
+
 def test_random_noise_differs_per_call(models):
     generator = models.generator
     w = torch.zeros(1, generator.n_latent, generator.style_dim)
@@ -162,6 +177,9 @@ def test_discriminator_activations_and_features(golden, models):
             hook.remove()
     for name in ("convs_0", "convs_2", "final_conv_input", "final_conv"):
         check(golden, f"d_act_{name}", captured[name])
+    # the layout the discriminator was asked for is the one its layers ran in
+    layout = torch.channels_last if discriminator.channels_last is None else torch.contiguous_format
+    assert captured["convs_2"].is_contiguous(memory_format=layout)
     assert len(features) == int(golden["expected"]["jojo_d_n_feats"].item())
     for i, feature in enumerate(features):
         check(golden, f"jojo_d_feat_{i}", feature)

@@ -38,7 +38,41 @@ def upfirdn2d(x: Tensor, kernel: Tensor, up: int = 1, down: int = 1, pad: tuple[
             x = x[:, :, max(-pad0, 0) : x.shape[2] - max(-pad1, 0), max(-pad0, 0) : x.shape[3] - max(-pad1, 0)]
     # true convolution (flipped kernel), one filter shared by every channel
     weight = torch.flip(kernel, [0, 1]).to(x.dtype)[None, None].expand(channels, 1, *kernel.shape)
+    if down == 1 and padding < min(kernel.shape):
+        return DepthwiseFIR.apply(x, weight, padding)
     return F.conv2d(x, weight, stride=down, padding=padding, groups=channels)
+
+
+class DepthwiseFIR(torch.autograd.Function):
+    """Stride-1 depthwise FIR convolution whose input gradient is again a forward convolution.
+
+    Autograd's generic depthwise backward is ≈ 2.3× slower than the forward on CPU (it dominated the
+    full-size blur cost); the gradient is the same filter, flipped, with the complementary padding.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, padding: int) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(weight)
+        ctx.padding = padding
+        return F.conv2d(x, weight, padding=padding, groups=x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        (weight,) = ctx.saved_tensors
+        height, width = weight.shape[2:]
+        padding = (height - 1 - ctx.padding, width - 1 - ctx.padding)
+        flipped = torch.flip(weight, [2, 3]).to(grad.dtype)  # under autocast the forward ran in half
+        return F.conv2d(grad, flipped, padding=padding, groups=grad.shape[1]), None, None
+
+
+def conv_layout(x: Tensor, channels_last: bool | None = None) -> Tensor:
+    """`x` in the memory layout that convolves fastest on its device: channels-last on CPU, else as it is;
+    True/False forces one. Later layers keep their input's layout, so converting a network's input is
+    enough. Used by the discriminator (oneDNN runs its dense and FIR convolutions ≈ 1.5–3× faster
+    channels-last); the generator stays NCHW, whose backward measured slower channels-last on CPU."""
+    if channels_last is None:
+        channels_last = x.device.type == "cpu"
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def blur(x: Tensor, kernel: Tensor, pad: tuple[int, int]) -> Tensor:

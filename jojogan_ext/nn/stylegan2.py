@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from .ops import blur, fused_leaky_relu, make_kernel, upfirdn2d
+from .ops import blur, conv_layout, fused_leaky_relu, make_kernel, upfirdn2d
 
 BLUR_TAPS = (1, 3, 3, 1)
 NoiseSpec = str | list[Tensor | None]
@@ -99,7 +99,7 @@ class Upsample(nn.Module):
 
 
 class ModulatedConv2d(nn.Module):
-    """Weights scaled per sample by the style, optionally demodulated; grouped conv over the batch."""
+    """Weights scaled per sample by the style, optionally demodulated; one convolution per sample."""
 
     def __init__(
         self, in_ch: int, out_ch: int, kernel_size: int, style_dim: int, demodulate: bool = True, upsample: bool = False
@@ -125,18 +125,18 @@ class ModulatedConv2d(nn.Module):
         return weight
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
-        batch, _, height, width = x.shape
-        k = self.kernel_size
         weight = self.modulated_weight(style)  # [B, out, in, k, k]
-        x = x.reshape(1, batch * self.in_ch, height, width)
+        # one convolution per sample (the reference's grouped conv, unrolled): the output is a fresh tensor
+        # in the input's memory layout, never a view, so the caller may update it in place cheaply
+        if x.shape[0] == 1:
+            return self.convolve(x, weight[0])
+        return torch.cat([self.convolve(sample, w) for sample, w in zip(x.split(1), weight, strict=True)])
+
+    def convolve(self, x: Tensor, weight: Tensor) -> Tensor:
+        """One sample [1, in, H, W] with its weights [out, in, k, k]; upsampling = transposed conv + blur."""
         if self.upsample:
-            weight = weight.transpose(1, 2).reshape(batch * self.in_ch, self.out_ch, k, k)
-            out = F.conv_transpose2d(x, weight, stride=2, groups=batch)
-            out = self.blur(out.view(batch, self.out_ch, *out.shape[2:]))
-        else:
-            out = F.conv2d(x, weight.reshape(batch * self.out_ch, self.in_ch, k, k), padding=self.padding, groups=batch)
-            out = out.view(batch, self.out_ch, *out.shape[2:])
-        return out
+            return self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+        return F.conv2d(x, weight, padding=self.padding)
 
 
 class NoiseInjection(nn.Module):
@@ -339,6 +339,7 @@ class Discriminator(nn.Module):
     """StyleGAN2 residual discriminator; `features` gives JoJoGAN's perceptual features."""
 
     feature_layers = (1, 3, 4, 5)
+    channels_last: bool | None = None  # memory layout of the activations; None: the device's fastest (conv_layout)
 
     def __init__(
         self,
@@ -385,13 +386,13 @@ class Discriminator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Image [B, 3, size, size] → realness score [B, 1]."""
-        out = self.final_conv(self.minibatch_stddev(self.convs(x)))
+        out = self.final_conv(self.minibatch_stddev(self.convs(conv_layout(x, self.channels_last))))
         return self.final_linear(out.flatten(1))
 
     def features(self, x: Tensor) -> list[Tensor]:
         """Outputs of convs[1], [3], [4], [5] (those that exist); stops after the last one needed."""
         wanted = [i for i in self.feature_layers if i < len(self.convs)]
-        features = []
+        features, x = [], conv_layout(x, self.channels_last)
         for i, block in enumerate(self.convs[: wanted[-1] + 1]):
             x = block(x)
             if i in wanted:
