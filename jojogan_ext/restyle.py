@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from .allocator import large_buffers_reused
 from .args import RestyleArgs
 from .errors import CancelledError, JojoganError
 from .faces.align import AlignedFace, align_face, paste_back
@@ -71,14 +72,15 @@ class Restyler:
         generator = self.runtime.pack_generator(args.pack, args.strength)
         aligned: list[AlignedFace] = [align_face(rgb, face.landmarks5, self.runtime.align_size) for _, face in chosen]
         stylized: list[Image.Image] = []
-        for start in range(0, len(aligned), GENERATOR_BATCH):
-            if should_stop is not None and should_stop():
-                raise CancelledError("Restyling was cancelled.")
-            batch = aligned[start : start + GENERATOR_BATCH]
-            w_plus = self.runtime.invert([a.image for a in batch])  # [b, n_latent, style_dim]
-            with torch.inference_mode():
-                images = generator.synthesis(w_plus.to(self.runtime.dtype), noise="const")  # [b, 3, size, size]
-            stylized.extend(tensor_to_image(out) for out in images)
+        with large_buffers_reused(self.runtime.device):
+            for start in range(0, len(aligned), GENERATOR_BATCH):
+                if should_stop is not None and should_stop():
+                    raise CancelledError("Restyling was cancelled.")
+                batch = aligned[start : start + GENERATOR_BATCH]
+                w_plus = self.runtime.invert([a.image for a in batch])  # [b, n_latent, style_dim]
+                with torch.inference_mode():
+                    images = generator.synthesis(w_plus.to(self.runtime.dtype), noise="const")  # [b, 3, size, size]
+                stylized.extend(tensor_to_image(out) for out in images)
         result = paste_back(image, stylized, aligned, feather=args.feather, color_match=args.color_match)
         restyled = [
             RestyledFace(index, face, a.image, s) for (index, face), a, s in zip(chosen, aligned, stylized, strict=True)
