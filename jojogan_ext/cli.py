@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sd-webui-jojogan {__version__}")
     parser.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR, help="models folder (base/, styles/)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "float16", "bfloat16"],
+        default="float32",
+        help="GPU only: half runs e4e and restyling in half and trains under autocast (float32 weights)",
+    )
     parser.add_argument("--download", action="store_true", help="download missing model files when needed")
     parser.add_argument(
         "--detector",
@@ -124,10 +130,13 @@ def make_runtime(options: argparse.Namespace):
     device = options.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if options.precision != "float32" and torch.device(device).type == "cpu":
+        raise JojoganError(f"--precision {options.precision} needs a GPU; on the CPU use float32 (the default).")
     limits = ImageLimits(options.max_image_pixels, options.max_image_bytes, 4 * options.max_image_pixels)
     return Runtime(
         options.models_dir,
         device=device,
+        dtype=getattr(torch, options.precision),
         allow_download=options.download,
         detector_network=options.detector,
         on_download=download_bar(),

@@ -41,7 +41,12 @@ SETTINGS = (
     Setting("jojogan_models_dir", "", "Models folder (empty: the extension's models/ folder)", needs_restart=True),
     Setting("jojogan_allow_download", True, "Download missing model files automatically"),
     Setting("jojogan_keep_loaded", True, "Keep JoJoGAN models loaded between uses"),
-    Setting("jojogan_precision", "float32", "Precision of the JoJoGAN models (half only on GPU)", tuple(DTYPES)),
+    Setting(
+        "jojogan_precision",
+        "float32",
+        "Precision on GPU (half: faster; training keeps float32 weights under autocast)",
+        tuple(DTYPES),
+    ),
     Setting(
         "jojogan_detector", "retinaface_resnet50", "Face detector", ("retinaface_resnet50", "retinaface_mobile0.25")
     ),

@@ -84,8 +84,10 @@ class Runtime:
         detector: FaceDetector | None = None,
         lpips: torch.nn.Module | None = None,
         image_limits: ImageLimits | None = None,
+        cudnn_benchmark: bool = True,
     ):
         self.models_dir = Path(models_dir)
+        self.cudnn_benchmark = cudnn_benchmark  # let cuDNN time its algorithms during training (CUDA only)
         self.image_limits = image_limits or ImageLimits()  # the image gate's limits, for every front
         self.device = torch.device(device)
         self.dtype = dtype

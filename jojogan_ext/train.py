@@ -3,11 +3,12 @@
 The pure pieces (`mix_latents`, `feature_loss`, `style_layers`) reproduce the reference notebook's step.
 """
 
+import contextlib
 import copy
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from .allocator import large_buffers_reused
 from .args import TrainArgs
 from .errors import CancelledError, JojoganError
 from .invert import faces_to_tensor
@@ -108,6 +110,21 @@ class Finetuner:
         self.layers = style_layers(self.generator.n_latent, args.preserve_color)
         self.loss_of = make_loss(runtime, args, self.run.targets)
         self.steps_done, self.last_loss = 0, math.nan
+        device = self.run.latents.device
+        self.autocast_dtype = autocast_dtype(device, runtime.dtype)
+        self.scaler = grad_scaler(enabled=self.autocast_dtype == torch.float16)
+        self.cudnn_benchmark = runtime.cudnn_benchmark and device.type == "cuda"
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """What the training loop runs inside: CPU buffer reuse, cuDNN autotuning on CUDA (if enabled)."""
+        previous = torch.backends.cudnn.benchmark
+        with large_buffers_reused(self.run.latents.device):
+            torch.backends.cudnn.benchmark = previous or self.cudnn_benchmark
+            try:
+                yield
+            finally:
+                torch.backends.cudnn.benchmark = previous
 
     def step(self) -> float:
         """One finetuning iteration; returns its loss."""
@@ -116,14 +133,20 @@ class Finetuner:
         with torch.no_grad():
             random_w = generator.mapping(torch.randn(batch, generator.style_dim, generator=self.rng).to(device))
         mixed = mix_latents(latents, random_w, self.layers, self.args.strength)
-        loss = self.loss_of(generator.synthesis(mixed, random_noise(generator, batch, self.rng, device)))
-        if self.run.identity is not None:
-            latent, target = self.run.identity
-            identity = lpips_distance(self.runtime.lpips, generator.synthesis(latent), target)
-            loss = loss + self.args.identity_weight * identity
+        noise = random_noise(generator, batch, self.rng, device)
+        # float32 weights and Adam always; on a half precision setting the forward runs under autocast
+        half = self.autocast_dtype is not None
+        with torch.autocast(device.type, self.autocast_dtype) if half else contextlib.nullcontext():
+            loss = self.loss_of(generator.synthesis(mixed, noise))
+            if self.run.identity is not None:
+                latent, target = self.run.identity
+                identity = lpips_distance(self.runtime.lpips, generator.synthesis(latent), target)
+                loss = loss + self.args.identity_weight * identity
+        loss = loss.float()
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()  # float16 only: loss scaling keeps small gradients from vanishing
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.steps_done += 1
         self.last_loss = float(loss.detach())
         if not math.isfinite(self.last_loss):
@@ -179,16 +202,31 @@ def finetune(
     """
     tuner = Finetuner(runtime, references, args, test_face)
     last_preview = -math.inf
-    for step in range(1, args.iterations + 1):
-        if should_stop is not None and should_stop():
-            raise CancelledError("Training was cancelled; no style pack was saved.")
-        loss = tuner.step()
-        if on_progress is not None:
-            preview = None
-            if step in (1, args.iterations) or time.monotonic() - last_preview >= preview_interval:
-                preview, last_preview = tuner.preview(), time.monotonic()
-            on_progress(step, args.iterations, loss, preview)
+    with tuner.session():
+        for step in range(1, args.iterations + 1):
+            if should_stop is not None and should_stop():
+                raise CancelledError("Training was cancelled; no style pack was saved.")
+            loss = tuner.step()
+            if on_progress is not None:
+                preview = None
+                if step in (1, args.iterations) or time.monotonic() - last_preview >= preview_interval:
+                    preview, last_preview = tuner.preview(), time.monotonic()
+                on_progress(step, args.iterations, loss, preview)
     return tuner.pack()
+
+
+def autocast_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
+    """The autocast precision for training at the runtime's precision: half on CUDA, bfloat16 on CPU, else None."""
+    if dtype == torch.float32 or (device.type != "cuda" and dtype != torch.bfloat16):
+        return None
+    return dtype
+
+
+def grad_scaler(enabled: bool) -> "torch.cuda.amp.GradScaler":
+    """A loss scaler for float16 training (a pass-through when disabled); torch ≥ 2.3 moved it to torch.amp."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda", enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
 def prepare_run(

@@ -78,6 +78,8 @@ def test_errors_are_one_line(models, tmp_path):
     offline = cli(empty, "import", str(tmp_path / "style.pt"))  # needs the base model, downloads are off
     assert offline.returncode == 1 and "Traceback" not in offline.stderr
     assert "stylegan2-ffhq-config-f.pt" in offline.stderr and "381.5 MB" in offline.stderr
+    half = cli(models, "--precision", "bfloat16", "train", str(tmp_path / "x.png"), "--name", "n")
+    assert_one_line_error(half, "--precision bfloat16 needs a GPU")
     usage = cli(models, "nonsense")
     assert usage.returncode == 2
 

@@ -11,7 +11,7 @@ from jojogan_ext.args import TrainArgs
 from jojogan_ext.errors import BusyError, CancelledError, JojoganError
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.packs import load_pack
-from jojogan_ext.train import finetune
+from jojogan_ext.train import Finetuner, autocast_dtype, finetune
 
 
 @pytest.fixture()
@@ -106,3 +106,54 @@ def test_jobs_run_one_at_a_time_and_cancel_leaves_no_file(tiny_runtime, referenc
     assert done.pack_name == "quick" and done.summary()["step"] == 2
     assert [info.name for info in tiny_runtime.packs.list()] == ["quick"]
     assert sorted(p.name for p in tiny_runtime.packs.folder.iterdir()) == ["quick.preview.png", "quick.safetensors"]
+
+
+def test_half_precision_trains_under_autocast_with_float32_weights(tiny_runtime, reference):
+    def run(dtype):
+        tiny_runtime.dtype = dtype
+        losses = []
+        pack = finetune(
+            tiny_runtime,
+            [reference],
+            aligned_args(iterations=12, learning_rate=5e-3),
+            lambda step, total, loss, preview: losses.append(loss),
+        )
+        return pack, losses
+
+    exact, exact_losses = run(torch.float32)
+    half, half_losses = run(torch.bfloat16)  # CPU autocast knows bfloat16; CUDA also float16 with loss scaling
+    assert all(tensor.dtype == torch.float32 for tensor in half.tensors.values())
+    assert half_losses != exact_losses  # it really ran in half precision
+    assert half_losses[0] == pytest.approx(exact_losses[0], rel=0.02)
+    assert sum(half_losses[-4:]) < 0.9 * sum(half_losses[:4])
+    base = tiny_runtime.base.generator.state_dict()
+    learned = {key: (half.tensors[key] - base[key], exact.tensors[key] - base[key]) for key in exact.tensors}
+    agreement = torch.nn.functional.cosine_similarity(
+        torch.cat([a.flatten() for a, _ in learned.values()]), torch.cat([b.flatten() for _, b in learned.values()]), 0
+    )
+    assert agreement > 0.9  # the same update direction, within half precision's rounding
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype", "expected"),
+    [
+        ("cpu", torch.float32, None),
+        ("cpu", torch.bfloat16, torch.bfloat16),
+        ("cpu", torch.float16, None),  # CPU autocast has no float16 in torch 2.1: train exactly instead
+        ("cuda", torch.float16, torch.float16),
+        ("cuda", torch.bfloat16, torch.bfloat16),
+        ("cuda", torch.float32, None),
+    ],
+)
+def test_autocast_precision_follows_the_runtime(device, dtype, expected):
+    assert autocast_dtype(torch.device(device), dtype) == expected
+
+
+def test_cudnn_autotuning_is_scoped_to_cuda_training(tiny_runtime, reference):
+    tuner = Finetuner(tiny_runtime, [reference], aligned_args(iterations=1), None)
+    assert not tuner.cudnn_benchmark and not tuner.scaler.is_enabled()
+    previous = torch.backends.cudnn.benchmark
+    tuner.cudnn_benchmark = True
+    with tuner.session():
+        assert torch.backends.cudnn.benchmark
+    assert torch.backends.cudnn.benchmark == previous
