@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import __version__, weights
 from .args import RestyleArgs, TrainArgs, field_info, parse, schema
 from .errors import JojoganError
+from .faces.detect import DEFAULT_NETWORK, NETWORKS
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -64,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--download", action="store_true", help="download missing model files when needed")
     parser.add_argument(
         "--detector",
-        choices=["retinaface_resnet50", "retinaface_mobile0.25"],
-        default="retinaface_resnet50",
+        choices=list(NETWORKS),
+        default=DEFAULT_NETWORK,
         help="face detector (mobile0.25 is smaller and faster, resnet50 finds more faces)",
     )
     parser.add_argument(
@@ -234,13 +235,13 @@ def run_import(options: argparse.Namespace) -> None:
 
 
 def run_download(options: argparse.Namespace) -> None:
-    from .runtime import BASE_FILE, DETECTOR_FILES, E4E_FILE
+    from .runtime import BASE_FILE, E4E_FILE
 
     if options.list:
         for entry in weights.CATALOG.values():
             print(f"{entry.name}\t{weights.human_size(entry.size)}\t{entry.kind}\t{entry.description}")
         return
-    names = options.names or [BASE_FILE, E4E_FILE, DETECTOR_FILES["retinaface_resnet50"]]
+    names = options.names or [BASE_FILE, E4E_FILE, NETWORKS[DEFAULT_NETWORK][1]]
     folders = weights.WeightFolders(options.models_dir)
     found = weights.require(names, folders, allow_download=True, on_progress=download_bar())
     for name, path in found.items():

@@ -19,6 +19,7 @@ from PIL import Image
 
 from .args import RestyleArgs, infotext, parse
 from .errors import JojoganError
+from .faces.detect import DEFAULT_NETWORK, NETWORKS
 from .jobs import TrainingJob, TrainingJobs
 from .restyle import Restyler
 from .runtime import Runtime
@@ -47,9 +48,7 @@ SETTINGS = (
         "Precision on GPU (half: faster; training keeps float32 weights under autocast)",
         tuple(DTYPES),
     ),
-    Setting(
-        "jojogan_detector", "retinaface_resnet50", "Face detector", ("retinaface_resnet50", "retinaface_mobile0.25")
-    ),
+    Setting("jojogan_detector", DEFAULT_NETWORK, "Face detector", tuple(NETWORKS)),
     Setting("jojogan_default_pack", "", "Default style pack"),
     Setting(
         "jojogan_max_image_megapixels",

@@ -17,7 +17,7 @@ from . import weights
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
-from .faces.detect import Face, FaceDetector
+from .faces.detect import DEFAULT_NETWORK, NETWORKS, Face, FaceDetector
 from .files import remove_stale_temp_files
 from .images import ImageLimits
 from .invert import Inverter
@@ -27,10 +27,6 @@ from .train import render_preview
 
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"
-DETECTOR_FILES = {
-    "retinaface_resnet50": "detection_Resnet50_Final.pth",
-    "retinaface_mobile0.25": "detection_mobilenet0.25_Final.pth",
-}
 VGG_FILE = "vgg16-397923af.pth"
 
 
@@ -77,7 +73,7 @@ class Runtime:
         dtype: torch.dtype = torch.float32,
         webui_models_dir: str | Path | None = None,
         allow_download: bool = False,
-        detector_network: str = "retinaface_resnet50",
+        detector_network: str = DEFAULT_NETWORK,
         on_download: Callable[[str, int, int | None], None] | None = None,
         base: StyleGAN2Checkpoint | None = None,
         inverter: Inverter | Callable[[Sequence[Image.Image]], Tensor] | None = None,
@@ -174,11 +170,9 @@ class Runtime:
         """RetinaFace (facexlib); weights found in our folders, the web UI's GFPGAN folder or facexlib's."""
         with self._lock:
             if self._detector is None:
-                name = DETECTOR_FILES.get(self.detector_network)
-                if name is None:
-                    raise JojoganError(
-                        f"Unknown face detector '{self.detector_network}'; use {', '.join(DETECTOR_FILES)}."
-                    )
+                if self.detector_network not in NETWORKS:
+                    raise JojoganError(f"Unknown face detector '{self.detector_network}'; use {', '.join(NETWORKS)}.")
+                name = NETWORKS[self.detector_network][1]
                 self._detector = FaceDetector(
                     self.require(name)[name], network=self.detector_network, device=self.device
                 )

@@ -84,6 +84,20 @@ JOJOGAN_STYLE_LICENSE = "MIT (JoJoGAN); finetuned from StyleGAN2-FFHQ, so NVIDIA
 JOJOGAN_STYLE_SIZE = 132_769_079  # every style whose LFS pointer we could read has this size
 JOJOGAN_STYLE_NOTE = "JoJoGAN pretrained style ({'g': generator}), imported into a style pack"
 
+
+def _jojogan_style(repo: str, name: str, what: str, sha256: str | None = None) -> WeightFile:
+    """A published JoJoGAN style on Hugging Face; the ones whose hash we could confirm have the common size."""
+    return WeightFile(
+        name=name,
+        url=_hugging_face(repo, name),
+        size=JOJOGAN_STYLE_SIZE if sha256 else None,
+        sha256=sha256,
+        kind="styles",
+        description=f"{JOJOGAN_STYLE_NOTE}: {what}",
+        license=JOJOGAN_STYLE_LICENSE,
+    )
+
+
 _CATALOG_ENTRIES = (
     WeightFile(
         name="stylegan2-ffhq-config-f.pt",
@@ -140,79 +154,21 @@ _CATALOG_ENTRIES = (
         description="torchvision VGG16 ImageNet backbone that lpips.LPIPS(net='vgg') loads (LPIPS loss)",
         license="BSD-3-Clause (torchvision model zoo)",
     ),
-    WeightFile(
-        name="jojo_preserve_color.pt",
-        url=_hugging_face("akhaliq/JoJoGAN-jojo", "jojo_preserve_color.pt"),
-        size=JOJOGAN_STYLE_SIZE,
-        sha256="405cead5eb4693c81ebadb572a7bc95a723456b3661fe49befcdc7d8a549cf04",
-        kind="styles",
-        description=f"{JOJOGAN_STYLE_NOTE}: JoJo, colours kept",
-        license=JOJOGAN_STYLE_LICENSE,
-    ),
-    WeightFile(
-        name="jojo_yasuho_preserve_color.pt",
-        url=_hugging_face("akhaliq/JoJoGAN-jojo", "jojo_yasuho_preserve_color.pt"),
-        size=JOJOGAN_STYLE_SIZE,
-        sha256="69ba55624c87fbadc354f9124127b1b726d754dea4b40c64f31a6c24fe76bf32",
-        kind="styles",
-        description=f"{JOJOGAN_STYLE_NOTE}: JoJo (Yasuho), colours kept",
-        license=JOJOGAN_STYLE_LICENSE,
-    ),
-    WeightFile(
-        name="disney_preserve_color.pt",
-        url=_hugging_face("akhaliq/jojogan-disney", "disney_preserve_color.pt"),
-        size=JOJOGAN_STYLE_SIZE,
-        sha256="dd68c657acac52a01c2c0a7abd127614c764f036b7a8493b4feacfd05bcb14e4",
-        kind="styles",
-        description=f"{JOJOGAN_STYLE_NOTE}: Disney, colours kept",
-        license=JOJOGAN_STYLE_LICENSE,
-    ),
-    WeightFile(
-        name="art.pt",
-        url=_hugging_face("akhaliq/jojo-gan-art", "art.pt"),
-        size=JOJOGAN_STYLE_SIZE,
-        sha256="653a1d290f23c5d2c42532d09fa83d9c07500abd9ce469e7f560263a7d9c8641",
-        kind="styles",
-        description=f"{JOJOGAN_STYLE_NOTE}: art (painting)",
-        license=JOJOGAN_STYLE_LICENSE,
-    ),
-    WeightFile(
-        name="arcane_caitlyn_preserve_color.pt",
-        url=_hugging_face("akhaliq/jojogan-arcane", "arcane_caitlyn_preserve_color.pt"),
-        size=None,
-        sha256=None,
-        kind="styles",
-        description=f"{JOJOGAN_STYLE_NOTE}: Arcane (Caitlyn), colours kept",
-        license=JOJOGAN_STYLE_LICENSE,
-    ),
-    WeightFile(
-        name="arcane_multi_preserve_color.pt",
-        url=_hugging_face("akhaliq/jojogan-arcane", "arcane_multi_preserve_color.pt"),
-        size=None,
-        sha256=None,
-        kind="styles",
-        description=f"{JOJOGAN_STYLE_NOTE}: Arcane (several references), colours kept",
-        license=JOJOGAN_STYLE_LICENSE,
-    ),
-    WeightFile(
-        name="arcane_jinx_preserve_color.pt",
-        url=_hugging_face("akhaliq/jojo-gan-jinx", "arcane_jinx_preserve_color.pt"),
-        size=None,
-        sha256=None,
-        kind="styles",
-        description=f"{JOJOGAN_STYLE_NOTE}: Arcane (Jinx), colours kept",
-        license=JOJOGAN_STYLE_LICENSE,
-    ),
-    WeightFile(
-        name="Spiderverse-face-500iters-8face.pt",
-        url=_hugging_face("akhaliq/jojo-gan-spiderverse", "Spiderverse-face-500iters-8face.pt"),
-        size=None,
-        sha256=None,
-        kind="styles",
-        description=f"{JOJOGAN_STYLE_NOTE}: Spider-Verse (8 references, 500 iterations)",
-        license=JOJOGAN_STYLE_LICENSE,
-    ),
-)
+    _jojogan_style("akhaliq/JoJoGAN-jojo", "jojo_preserve_color.pt", "JoJo, colours kept",
+                   "405cead5eb4693c81ebadb572a7bc95a723456b3661fe49befcdc7d8a549cf04"),
+    _jojogan_style("akhaliq/JoJoGAN-jojo", "jojo_yasuho_preserve_color.pt", "JoJo (Yasuho), colours kept",
+                   "69ba55624c87fbadc354f9124127b1b726d754dea4b40c64f31a6c24fe76bf32"),
+    _jojogan_style("akhaliq/jojogan-disney", "disney_preserve_color.pt", "Disney, colours kept",
+                   "dd68c657acac52a01c2c0a7abd127614c764f036b7a8493b4feacfd05bcb14e4"),
+    _jojogan_style("akhaliq/jojo-gan-art", "art.pt", "art (painting)",
+                   "653a1d290f23c5d2c42532d09fa83d9c07500abd9ce469e7f560263a7d9c8641"),
+    _jojogan_style("akhaliq/jojogan-arcane", "arcane_caitlyn_preserve_color.pt", "Arcane (Caitlyn), colours kept"),
+    _jojogan_style("akhaliq/jojogan-arcane", "arcane_multi_preserve_color.pt",
+                   "Arcane (several references), colours kept"),
+    _jojogan_style("akhaliq/jojo-gan-jinx", "arcane_jinx_preserve_color.pt", "Arcane (Jinx), colours kept"),
+    _jojogan_style("akhaliq/jojo-gan-spiderverse", "Spiderverse-face-500iters-8face.pt",
+                   "Spider-Verse (8 references, 500 iterations)"),
+)  # fmt: skip
 
 # read-only: file name -> entry
 CATALOG: Mapping[str, WeightFile] = MappingProxyType({entry.name: entry for entry in _CATALOG_ENTRIES})

@@ -29,11 +29,12 @@ def damage(draw, size: int) -> tuple[str, int, int]:
     return "change", position, draw(st.integers(0, 255))
 
 
-def damaged(data: bytes, how: tuple[str, int, int]) -> bytes:
-    kind, position, value = how
+def damaged(data: st.DataObject, original: bytes) -> bytes:
+    """`original` with one drawn damage applied."""
+    kind, position, value = data.draw(damage(len(original)))
     if kind == "truncate":
-        return data[:position]
-    changed = bytearray(data)
+        return original[:position]
+    changed = bytearray(original)
     changed[position] = value if value != changed[position] else value ^ 0xFF
     return bytes(changed)
 
@@ -57,9 +58,8 @@ def originals(tiny_models_dir, tmp_path_factory) -> dict[str, bytes]:
 @FUZZ
 @given(data=st.data())
 def test_damaged_packs_raise_only_pack_errors(runtime, originals, tmp_path, data):
-    original = originals["pack"]
     path = tmp_path / "damaged.safetensors"
-    path.write_bytes(damaged(original, data.draw(damage(len(original)))))
+    path.write_bytes(damaged(data, originals["pack"]))
     try:
         load_pack(path).check_fits(runtime.base.generator)
     except PackError as error:
@@ -78,9 +78,8 @@ def test_damaged_packs_raise_only_pack_errors(runtime, originals, tmp_path, data
 @FUZZ
 @given(data=st.data())
 def test_damaged_styles_raise_only_checkpoint_errors(runtime, originals, tmp_path, data):
-    original = originals["style"]
     path = tmp_path / "damaged.pt"
-    path.write_bytes(damaged(original, data.draw(damage(len(original)))))
+    path.write_bytes(damaged(data, originals["style"]))
     try:
         load_jojogan_style(path)
     except CheckpointError as error:
@@ -90,9 +89,8 @@ def test_damaged_styles_raise_only_checkpoint_errors(runtime, originals, tmp_pat
 @settings(FUZZ, max_examples=400)
 @given(data=st.data(), kind=st.sampled_from(["png", "jpeg", "gif", "webp", "tiff", "tiff_deflate"]))
 def test_damaged_images_raise_only_image_errors(originals, data, kind):
-    original = originals[kind]
     try:
-        image = open_image(damaged(original, data.draw(damage(len(original)))))
+        image = open_image(damaged(data, originals[kind]))
     except ImageError:
         return
     assert image.mode == "RGB"

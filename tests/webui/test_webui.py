@@ -174,14 +174,19 @@ def test_restyle_route(client, pack, fixtures):
     assert invalid.json()["detail"].startswith("Invalid RestyleRequest")
 
 
-def test_train_poll_and_cancel(client, reference):
-    name = f"webui_cancel_{uuid.uuid4().hex[:8]}"
+def start_long_training(client: httpx.Client, reference: str, name: str) -> str:
+    """Start a 2000-step training (long enough to poll, lock and cancel); returns its job id."""
     started = client.post(
         "/jojogan/v1/train",
         json={"references": [reference], "args": {"name": name, "iterations": 2000, "references_are_aligned": True}},
     )
     assert started.status_code == 202, started.text
-    job_id = started.json()["id"]
+    return started.json()["id"]
+
+
+def test_train_poll_and_cancel(client, reference):
+    name = f"webui_cancel_{uuid.uuid4().hex[:8]}"
+    job_id = start_long_training(client, reference, name)
     try:
         second = client.post(
             "/jojogan/v1/train", json={"references": [reference], "args": {"name": f"{name}_2", "iterations": 2}}
@@ -307,12 +312,7 @@ def test_extras_single_image_is_a_no_op(client, fixtures):
 
 def test_training_holds_the_queue_lock(client, reference):
     name = f"webui_lock_{uuid.uuid4().hex[:8]}"
-    started = client.post(
-        "/jojogan/v1/train",
-        json={"references": [reference], "args": {"name": name, "iterations": 2000, "references_are_aligned": True}},
-    )
-    assert started.status_code == 202, started.text
-    job_id = started.json()["id"]
+    job_id = start_long_training(client, reference, name)
     finished: dict = {}
 
     def generate() -> None:
