@@ -73,7 +73,7 @@ class Restyler:
         chosen = [(i, face) for i, face in enumerate(faces) if args.face_indices is None or i in args.face_indices]
         if not chosen:
             return RestyleResult(image, [], "No face was found to restyle; the image is unchanged.")
-        if self.runtime.device.type == "cuda" and self.runtime.make_room is not None:
+        if self.runtime.make_room is not None:  # the host frees memory for us first (Forge, on a GPU)
             self.runtime.make_room(RESTYLE_GPU_BYTES)
         generator = self.runtime.pack_generator(args.pack, args.strength)
         aligned: list[AlignedFace] = [align_face(rgb, face.landmarks5, self.runtime.align_size) for _, face in chosen]

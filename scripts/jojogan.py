@@ -32,7 +32,7 @@ def forge_memory_management() -> types.ModuleType | None:
 def make_room_on_gpu(num_bytes: int) -> None:
     """Before restyling on a GPU under Forge: let Forge unload as many of its models as that needs (it reloads them)."""
     memory = forge_memory_management()
-    if memory is not None:
+    if memory is not None and devices.device.type == "cuda":
         memory.free_memory(num_bytes, memory.get_torch_device())
 
 
