@@ -41,6 +41,11 @@ def defaults(**values) -> list:
     return [chosen[name] for name in TRAIN_FIELDS]
 
 
+def choice_values(choices: list) -> list:
+    """A dropdown's choices as values: gradio 4 lists (label, value) pairs, gradio 3 plain values."""
+    return [choice[1] if isinstance(choice, list | tuple) else choice for choice in choices]
+
+
 def components(blocks: gr.Blocks) -> dict[str, dict]:
     return {c["props"].get("elem_id"): c for c in blocks.config["components"] if c["props"].get("elem_id")}
 
@@ -59,7 +64,7 @@ def test_the_tab_builds_with_controls_from_the_argument_models(tiny_runtime):
         info["maximum"],
         info["default"],
     )
-    assert found["jojogan_restyle_pack"]["props"]["choices"] == ["bold"]
+    assert choice_values(found["jojogan_restyle_pack"]["props"]["choices"]) == ["bold"]
     assert found["jojogan_selected_pack"]["props"]["value"] == "bold"
 
 
