@@ -27,12 +27,12 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .checkpoints import (
-    MAX_HEADER_BYTES,
     ZIP_MAGIC,
     StyleGAN2Checkpoint,
     check_safetensors_header,
     load_jojogan_style,
     read_safetensors,
+    safetensors_header_length,
 )
 from .errors import CancelledError, CheckpointError, ImageError, PackError
 from .files import commit, temp_sibling
@@ -400,10 +400,10 @@ def import_jojogan_style(
 
 
 def sniff_weights_file(path: Path) -> str | None:
-    """'safetensors', 'torch' (zip), 'legacy' (a bare pickle) or None, judged from the first bytes, never the name."""
+    """'safetensors', 'torch' (zip), 'legacy' (a bare pickle) or None, judged from the content, never the name."""
     with path.open("rb") as file:
         head = file.read(9)
-    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES:
+    if safetensors_header_length(head, path.stat().st_size) is not None:
         return "safetensors"
     if head.startswith(ZIP_MAGIC):
         return "torch"
