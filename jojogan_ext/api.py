@@ -220,8 +220,16 @@ def validation_sentence(error: RequestValidationError) -> str:
     return f"Invalid request: {problems}."
 
 
+class EncodableJSONResponse(JSONResponse):
+    """JSON that always encodes: a lone surrogate a client sent (valid JSON `"\\ud800"`) goes back escaped."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
 class SentenceRoute(APIRoute):
-    """A route whose parameter validation errors answer 422 with a `detail` sentence, like every other error."""
+    """A route whose errors (parameter validation included) answer with a `detail` sentence, always encodable."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -230,7 +238,9 @@ class SentenceRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as error:
-                return JSONResponse({"detail": validation_sentence(error)}, status_code=422)
+                return EncodableJSONResponse({"detail": validation_sentence(error)}, status_code=422)
+            except HTTPException as error:
+                return EncodableJSONResponse({"detail": error.detail}, status_code=error.status_code)
 
         return route
 
@@ -259,7 +269,7 @@ def create_router(
     `exclusive()` wraps restyling and imports (the web UI passes its GPU queue lock); training runs in
     `jobs`, which has its own lock and hooks. Larger request bodies are refused with 413.
     """
-    router = APIRouter(tags=["JoJoGAN"], route_class=SentenceRoute)
+    router = APIRouter(tags=["JoJoGAN"], route_class=SentenceRoute, default_response_class=EncodableJSONResponse)
     restyler = Restyler(runtime)
 
     def existing_pack(name: str) -> Path:
@@ -380,7 +390,7 @@ def create_router(
                     else None
                 )
                 job = jobs.start(references, body.args, test_face, overwrite=body.overwrite)
-            return {**job_view(job), "args": dump(body.args)}
+            return {**job_view(job), "args": dump(job.args)}
 
         return await run_in_threadpool(work)
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from . import __version__, weights
-from .args import RestyleArgs, TrainArgs, field_info, parse, schema
+from .args import RestyleArgs, TrainArgs, dump, field_info, parse, schema
 from .errors import JojoganError
 from .faces.detect import DEFAULT_NETWORK, NETWORKS
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
@@ -179,6 +179,7 @@ def run_train(options: argparse.Namespace) -> None:
     args = parse(TrainArgs, {"name": options.name, **model_values(options, TrainArgs)})
     runtime = make_runtime(options)
     path = runtime.packs.new_path(args.name, overwrite=options.overwrite)
+    args = parse(TrainArgs, {**dump(args), "name": path.stem})  # the cleaned name titles the pack
     references = runtime.image_limits.open_all(image_files(options.references), "Reference")
     test_face = runtime.image_limits.open(options.test_face, "The test face") if options.test_face else None
     with tqdm(total=args.iterations, desc=f"training '{args.name}'", file=sys.stderr, disable=None) as bar:

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from .args import TrainArgs
+from .args import TrainArgs, dump, parse
 from .errors import BusyError, CancelledError, JojoganError
 from .runtime import Runtime
 from .train import finetune
@@ -95,7 +95,9 @@ class TrainingJobs:
         """Queue a training; BusyError if one is already running, PackError if the name is taken or unsafe."""
         if not references:
             raise JojoganError("Give at least one reference portrait to train a style.")
-        self.runtime.packs.new_path(args.name, overwrite=overwrite)  # refuse a bad or taken name up front
+        # refuse a bad or taken name up front; the job (its messages, the pack's title) uses the cleaned name
+        target = self.runtime.packs.new_path(args.name, overwrite=overwrite)
+        args = parse(TrainArgs, {**dump(args), "name": target.stem})
         with self._lock:
             if any(job.active for job in self._jobs.values()):
                 raise BusyError("A style is already training; wait for it to finish or cancel it.")
