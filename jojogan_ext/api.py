@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 import torch
@@ -31,13 +31,14 @@ from .errors import BusyError, CancelledError, ImageError, JojoganError, Missing
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
 from .packs import (
+    MAX_NAME_LENGTH,
     PACK_SUFFIX,
     THUMBNAIL_KEY,
     PackInfo,
+    plain_file_name,
     png_bytes,
     preview_path,
     read_pack_metadata,
-    safe_pack_name,
     sniff_weights_file,
 )
 from .restyle import Restyler
@@ -193,10 +194,14 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-async def save_upload(request: Request, folder: Path, stem: str, limit: int) -> Path:
-    """Stream the raw request body into `folder/<stem>.<sniffed suffix>` with a size cap."""
+async def save_upload(request: Request, folder: Path, filename: str | None, limit: int) -> Path:
+    """Stream the raw request body into `folder` with a size cap, under the name the gate's sentences will use.
+
+    That is the client's `filename` (its last part, made plain), else `upload` with the suffix its content
+    suggests, so that a refusal names what the user sent, never a temp file.
+    """
     check_declared_length(request, limit)
-    upload = folder / f"{stem}.upload"
+    upload = folder / "body"
     size = 0
     with upload.open("wb") as file:
         async for chunk in request.stream():
@@ -204,11 +209,12 @@ async def save_upload(request: Request, folder: Path, stem: str, limit: int) -> 
             if size > limit:
                 raise too_large(limit)
             file.write(chunk)
-    if size == 0:
-        raise HTTPException(422, "The upload is empty; send the file's bytes as the request body.")
-    # the import gate judges the content; the suffix only names it the way the gate expects
-    suffix = {"safetensors": PACK_SUFFIX, "torch": ".pt", "legacy": ".pt"}.get(sniff_weights_file(upload), ".upload")
-    return upload.rename(folder / f"{stem}{suffix}")
+    name = plain_file_name(PureWindowsPath(filename or "").name)[:MAX_NAME_LENGTH]  # both kinds of separator
+    if not name:
+        name = "upload" + {"safetensors": PACK_SUFFIX, "torch": ".pt", "legacy": ".pt"}.get(
+            sniff_weights_file(upload), ""
+        )
+    return upload.rename(folder / name)
 
 
 def validation_sentence(error: RequestValidationError) -> str:
@@ -322,13 +328,13 @@ def create_router(
         request: Request,
         name: str = Query(..., description="Name of the new style pack."),
         overwrite: bool = Query(False, description="Replace an existing pack of that name."),
+        filename: str | None = Query(None, description="The file's own name, used in messages (and for its kind)."),
     ) -> dict:
         """Add a style pack (.safetensors) or convert a JoJoGAN style (.pt); the raw file is the body."""
         with http_errors("Importing the style pack"):
-            stem = safe_pack_name(name)
-            runtime.packs.new_path(name, overwrite=overwrite)  # refuse a taken name before reading the body
+            runtime.packs.new_path(name, overwrite=overwrite)  # refuse a bad or taken name before reading the body
         with tempfile.TemporaryDirectory(prefix="jojogan-upload-") as folder:
-            upload = await save_upload(request, Path(folder), stem, max_upload_bytes)
+            upload = await save_upload(request, Path(folder), filename, max_upload_bytes)
 
             def work() -> dict:
                 with http_errors("Importing the style pack"), exclusive():

@@ -276,6 +276,23 @@ def looks_like_pickle(head: bytes) -> bool:
     return head.startswith(ZIP_MAGIC) or head.startswith(b"\x80")
 
 
+def sniff_weights_file(path: Path) -> str | None:
+    """'safetensors', 'torch' (zip), 'legacy' (a bare pickle) or None, judged from the content, never the name.
+
+    'safetensors' means the file claims to be one (a `{` after the 8-byte length, or a valid structure);
+    the header check then says what, if anything, is wrong with it.
+    """
+    with path.open("rb") as file:
+        head = file.read(9)
+    if head[8:9] == b"{" or safetensors_header_length(head, path.stat().st_size) is not None:
+        return "safetensors"
+    if head.startswith(ZIP_MAGIC):
+        return "torch"
+    if head.startswith(b"\x80"):
+        return "legacy"
+    return None
+
+
 def check_safetensors_header(path: Path, max_header_bytes: int = MAX_HEADER_BYTES) -> dict:
     """Validate a safetensors header before any tensor is read: size, JSON, names, dtypes, offsets.
 
@@ -420,8 +437,8 @@ def load_jojogan_style(path: str | Path) -> dict[str, Tensor]:
 
     Style files come from strangers, so `.pt` files go through `read_untrusted_torch_checkpoint`.
     """
-    path = Path(path)
-    if path.suffix == ".safetensors":
+    path = _existing_file(path)
+    if path.suffix == ".safetensors" or sniff_weights_file(path) == "safetensors":
         content, _ = read_safetensors(path)
         state_dict = with_prefix(content, "g") or with_prefix(content, "g_ema")
         if not state_dict:

@@ -27,12 +27,11 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .checkpoints import (
-    ZIP_MAGIC,
     StyleGAN2Checkpoint,
     check_safetensors_header,
     load_jojogan_style,
     read_safetensors,
-    safetensors_header_length,
+    sniff_weights_file,
 )
 from .errors import CancelledError, CheckpointError, ImageError, PackError
 from .files import commit, temp_sibling
@@ -75,14 +74,20 @@ def generator_config(generator: Generator) -> dict:
     }
 
 
+def plain_file_name(name: str) -> str:
+    """`name` in NFKC with every character but letters, digits, '-', '_', '.', ' ', '(' and ')' made '_',
+    and leading/trailing dots and spaces removed (may be empty)."""
+    cleaned = unicodedata.normalize("NFKC", str(name)).strip()
+    return re.sub(r"[^\w\-. ()]+", "_", cleaned).strip(" ._")
+
+
 def safe_pack_name(name: str) -> str:
     """A file-system-safe pack name (NFKC, no paths, no control or reserved names) or a PackError.
 
     Unicode look-alikes of '/' or '.' become those characters first (NFKC), then every character that is
     not a letter, digit, '-', '_', '.', ' ', '(' or ')' becomes '_'; leading/trailing dots and spaces go.
     """
-    cleaned = unicodedata.normalize("NFKC", str(name)).strip()
-    cleaned = re.sub(r"[^\w\-. ()]+", "_", cleaned).strip(" ._")
+    cleaned = plain_file_name(name)
     if cleaned.lower().endswith(PACK_SUFFIX):
         cleaned = cleaned[: -len(PACK_SUFFIX)].strip(" ._")
     shown = repr(str(name)[:40])
@@ -399,17 +404,26 @@ def import_jojogan_style(
     return pack.save(dst, dtype, overwrite=overwrite)
 
 
-def sniff_weights_file(path: Path) -> str | None:
-    """'safetensors', 'torch' (zip), 'legacy' (a bare pickle) or None, judged from the content, never the name."""
-    with path.open("rb") as file:
-        head = file.read(9)
-    if safetensors_header_length(head, path.stat().st_size) is not None:
+def import_kind(source: Path) -> str:
+    """The one import gate's first look: 'safetensors' or 'torch', judged by content; else a PackError sentence.
+
+    A file named `.safetensors` must hold safetensors (the header check names what is wrong with it, a
+    renamed pickle included); any other name is judged by its content alone.
+    """
+    if not source.is_file():
+        raise PackError(f"{source.name} does not exist or is not a file.")
+    if source.stat().st_size == 0:
+        raise PackError(
+            f"{source.name} is empty (0 bytes); choose the style pack (.safetensors) or JoJoGAN style (.pt) itself."
+        )
+    kind = sniff_weights_file(source)
+    if source.suffix == PACK_SUFFIX or kind == "safetensors":
         return "safetensors"
-    if head.startswith(ZIP_MAGIC):
-        return "torch"
-    if head.startswith(b"\x80"):
-        return "legacy"
-    return None
+    if kind in ("torch", "legacy"):
+        return "torch"  # the untrusted reader refuses legacy pickles and anything but tensors
+    raise PackError(
+        f"{source.name} is neither a style pack (.safetensors) nor a JoJoGAN style (.pt); use one of those."
+    )
 
 
 @dataclass
@@ -517,19 +531,9 @@ class PackLibrary:
         """
         source = Path(source)
         target = self.new_path(name, overwrite=overwrite)
-        if not source.is_file():
-            raise PackError(f"{source.name} does not exist or is not a file.")
-        if source.suffix == PACK_SUFFIX:
-            is_pack = self._is_pack_file(source)  # the header check names what is wrong with anything else
-        else:
-            kind = sniff_weights_file(source)
-            if kind is None:
-                raise PackError(
-                    f"{source.name} is neither a style pack (.safetensors) nor a JoJoGAN style (.pt); use one of those."
-                )
-            if kind == "safetensors":
-                raise PackError(f"{source.name} holds safetensors data; rename it to end in {PACK_SUFFIX} and retry.")
-            is_pack = False  # a .pt: the untrusted reader refuses legacy pickles and anything but tensors
+        # the header check names what is wrong with anything else; a safetensors without our metadata but
+        # with `g.*` tensors is a JoJoGAN style, like a .pt
+        is_pack = import_kind(source) == "safetensors" and self._is_pack_file(source)
         checkpoint = base()  # after the cheap checks: a foreign file is refused even without the base model
         base_fingerprint = fingerprint() if fingerprint is not None else None
         if not is_pack:  # a JoJoGAN style: .pt, or safetensors with `g.*` tensors
