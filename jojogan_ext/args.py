@@ -13,6 +13,9 @@ from .errors import JojoganError
 
 PYDANTIC_V2 = pydantic.VERSION.startswith("2")
 Model = TypeVar("Model", bound=BaseModel)
+# The widest soft edge of a pasted face (fraction of the crop side): a wider ramp would not fit inside the
+# paste mask's outline. faces/align.py reads it from here.
+MAX_FEATHER = 0.4
 
 
 class StrictModel(BaseModel):
@@ -60,7 +63,9 @@ class RestyleArgs(StrictModel):
     max_faces: int = Field(8, ge=1, le=64, description="At most this many faces per image.")
     confidence: float = Field(0.8, ge=0.05, le=1.0, description="Face detector confidence threshold.")
     min_face_size: int = Field(32, ge=8, le=4096, description="Ignore faces smaller than this (pixels).")
-    feather: float = Field(0.15, ge=0.0, le=0.5, description="Softness of the pasted edge, relative to the face size.")
+    feather: float = Field(
+        0.15, ge=0.0, le=MAX_FEATHER, description="Softness of the pasted edge, relative to the face size."
+    )
     color_match: bool = Field(False, description="Match the restyled face's colours to the original face.")
 
 

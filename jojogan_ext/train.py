@@ -96,8 +96,7 @@ class Finetuner:
     def __init__(
         self, runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
     ):
-        if not references:
-            raise JojoganError("Give at least one reference portrait to train a style.")
+        check_before_training(runtime, references, args, test_face)
         self.runtime, self.args, self.references = runtime, args, len(references)
         self.started = time.monotonic()
         self.seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
@@ -229,6 +228,23 @@ def grad_scaler(enabled: bool) -> "torch.cuda.amp.GradScaler":
     return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
+def check_before_training(
+    runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
+) -> None:
+    """Refuse, before the first expensive step (alignment, inversion), a training that could not finish.
+
+    The models each option needs are loaded here, so a missing file is reported up front.
+    """
+    if not references:
+        raise JojoganError("Give at least one reference portrait to train a style.")
+    if args.identity_weight > 0 and test_face is None:
+        raise JojoganError("The identity option needs a test face photo: add one, or set the identity weight to 0.")
+    if args.loss == "discriminator" and runtime.base.discriminator is None:
+        raise JojoganError("The base checkpoint has no discriminator; choose the LPIPS loss instead.")
+    if args.loss == "lpips" or args.identity_weight > 0:
+        runtime.lpips  # noqa: B018 (loads LPIPS, or raises MissingWeightsError naming the VGG16 file)
+
+
 def prepare_run(
     runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
 ) -> TrainingRun:
@@ -247,8 +263,6 @@ def prepare_run(
         preview_latent = runtime.invert(test_aligned)
         if args.identity_weight > 0:
             identity = (preview_latent, faces_to_tensor(test_aligned, base.size).to(latents.device))
-    elif args.identity_weight > 0:
-        raise JojoganError("The identity option needs a test face photo: add one, or set the identity weight to 0.")
     return TrainingRun(generator, latents, targets, preview_latent, identity)
 
 
@@ -257,10 +271,7 @@ def make_loss(runtime: "Runtime", args: TrainArgs, targets: Tensor) -> Callable[
     if args.loss == "lpips":
         lpips_model = runtime.lpips
         return lambda image: lpips_distance(lpips_model, image, targets)
-    discriminator = runtime.base.discriminator
-    if discriminator is None:
-        raise JojoganError("The base checkpoint has no discriminator; choose the LPIPS loss instead.")
-    discriminator = discriminator.to(targets.device).eval().requires_grad_(False)
+    discriminator = runtime.base.discriminator.to(targets.device).eval().requires_grad_(False)
     with torch.no_grad():
         real_features = discriminator.features(targets)
     return lambda image: feature_loss(discriminator.features(image), real_features)
