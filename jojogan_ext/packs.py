@@ -52,6 +52,14 @@ THUMBNAIL_PREFIX = "data:image/png;base64,"
 # a pack's embedded thumbnail is at most 256 px by our writer; anything far larger is refused unread
 MAX_THUMBNAIL_PIXELS = 1024 * 1024
 MAX_THUMBNAIL_BYTES = 4 * 2**20
+# What a pack's header may carry (the listing serves metadata to browsers; our own packs use a few KB plus
+# the thumbnail): entries, bytes of one entry and of all together (key + value, UTF-8), the thumbnail's
+# data: URI on its own (a 256-px PNG is ~100-300 KB), and so the header as a whole.
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_VALUE_BYTES = 32 * 1024
+MAX_METADATA_BYTES = 256 * 1024
+MAX_THUMBNAIL_URI_BYTES = 1024 * 1024
+MAX_PACK_HEADER_BYTES = 4 * 2**20  # the tensor entries of a 1024 pack take ~40 KB
 LICENSE = "NVIDIA Source Code License-NC (inherits the StyleGAN2-FFHQ weights' non-commercial terms)"
 
 
@@ -324,21 +332,28 @@ def write_pack_files(
 
 
 def read_pack_metadata(path: str | Path) -> dict[str, str]:
-    """Only the header of a pack (fast, no tensors), validated as ours."""
+    """Only the header of a pack (fast, no tensors, at most MAX_PACK_HEADER_BYTES read), validated as ours."""
     path = Path(path)
     try:
-        header = check_safetensors_header(path)
+        header = check_safetensors_header(path, MAX_PACK_HEADER_BYTES)
     except CheckpointError as error:
         raise PackError(str(error)) from None
     except OSError as error:
         raise PackError(f"{path.name} cannot be read: {error.strerror or error}.") from None
+    return validate_pack_header(path, header)
+
+
+def validate_pack_header(path: Path, header: dict) -> dict[str, str]:
+    """A pack's metadata, refused unless it is ours, within the limits and agrees with the tensor shapes."""
     metadata = header.get("__metadata__", {})
     validate_metadata(path, metadata)
+    shapes = {key: entry["shape"] for key, entry in header.items() if key != "__metadata__"}
+    check_declared_config(path, metadata, shapes)
     return metadata
 
 
 def validate_metadata(path: Path, metadata: dict[str, str]) -> None:
-    """Refuse files that are not our packs (a LoRA, say) or come from a newer format."""
+    """Refuse files that are not our packs (a LoRA, say), come from a newer format, or carry too much metadata."""
     version = metadata.get("jojogan.format_version")
     if version is None:
         raise PackError(f"{path.name} is not a JoJoGAN style pack (no jojogan metadata); is it a LoRA or a checkpoint?")
@@ -346,16 +361,72 @@ def validate_metadata(path: Path, metadata: dict[str, str]) -> None:
         raise PackError(
             f"{path.name} uses style pack format {version!r}; this version reads format {FORMAT_VERSION}: update the extension."
         )
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise PackError(
+            f"{path.name} carries {len(metadata)} metadata entries (limit {MAX_METADATA_ENTRIES}); it was not written "
+            "by this extension or was edited: re-save it without the extra entries."
+        )
+    total = 0
+    for key, value in metadata.items():
+        size = len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
+        limit = MAX_THUMBNAIL_URI_BYTES if key == THUMBNAIL_KEY else MAX_METADATA_VALUE_BYTES
+        if size > limit:
+            raise PackError(
+                f"{path.name}: its metadata entry {key[:60]!r} holds {size} bytes (limit {limit}); "
+                "re-save the pack with a shorter one."
+            )
+        total += 0 if key == THUMBNAIL_KEY else size
+    if total > MAX_METADATA_BYTES:
+        raise PackError(
+            f"{path.name} carries {total} bytes of metadata (limit {MAX_METADATA_BYTES}, the thumbnail aside); "
+            "re-save the pack with less."
+        )
+
+
+def config_of_shapes(shapes: dict[str, list[int]]) -> dict | None:
+    """size, style_dim and channels as the synthesis tensors' shapes imply them (None when keys are missing)."""
+    try:
+        blocks = sum(1 for key in shapes if re.fullmatch(r"to_rgbs\.\d+\.bias", key))
+        channels = {"4": shapes["conv1.conv.weight"][1]}
+        for block in range(blocks):
+            channels[str(2 ** (block + 3))] = shapes[f"convs.{2 * block}.conv.weight"][1]
+        return {"size": 2 ** (blocks + 2), "style_dim": shapes["conv1.conv.modulation.weight"][1], "channels": channels}
+    except (KeyError, IndexError):
+        return None  # the fit check against the base names what is missing
+
+
+def check_declared_config(path: Path, metadata: dict[str, str], shapes: dict[str, list[int]]) -> None:
+    """Refuse a pack whose `jojogan.config` (size, style_dim, channels) contradicts its tensors."""
+    if "jojogan.config" not in metadata:
+        return
+    try:
+        declared = json.loads(metadata["jojogan.config"])
+    except json.JSONDecodeError:
+        declared = None
+    if not isinstance(declared, dict):
+        raise PackError(f"{path.name}: its jojogan.config metadata is not a JSON object; the pack is damaged.")
+    actual = config_of_shapes(shapes)
+    if actual is None:
+        return
+    declared_channels = declared.get("channels", {})
+    if isinstance(declared_channels, dict):  # the base's table reaches beyond the pack's size: compare the pack's
+        declared = declared | {"channels": {res: declared_channels.get(res) for res in actual["channels"]}}
+    for key, value in actual.items():
+        if key in declared and declared[key] != value:
+            raise PackError(
+                f"{path.name} declares {key} {json.dumps(declared[key])[:80]} in its jojogan.config, but its tensors "
+                f"have {json.dumps(value)[:80]}; the pack is damaged or was edited."
+            )
 
 
 def load_pack(path: str | Path) -> StylePack:
-    """Read and validate a style pack (metadata, tensor dtypes, finite values); never unpickles."""
+    """Read and validate a style pack (header, metadata, tensor dtypes, finite values); never unpickles."""
     path = Path(path)
+    read_pack_metadata(path)  # the pack's limits and checks, before any tensor is read
     try:
         tensors, metadata = read_safetensors(path)
     except CheckpointError as error:
         raise PackError(str(error)) from None
-    validate_metadata(path, metadata)
     for key, value in tensors.items():
         if value.dtype not in DTYPES.values():
             raise PackError(f"{path.name}: tensor {key} has dtype {value.dtype}; packs hold float16/32 weights.")
@@ -564,7 +635,7 @@ class PackLibrary:
         metadata = header.get("__metadata__", {})
         if "jojogan.format_version" not in metadata and any(key.startswith(("g.", "g_ema.")) for key in header):
             return False
-        validate_metadata(source, metadata)
+        validate_pack_header(source, header)
         return True
 
     def delete(self, name: str) -> None:

@@ -30,7 +30,8 @@ def save_with_header_length(path, target: int):
     """Save a real pack (StylePack.save, as training does) whose header is exactly `target` bytes long."""
     padding = 0
     for _ in range(8):
-        tiny_pack({"padding": "x" * padding}).save(path, "float32")
+        chunks = {f"padding{n}": "x" * min(16_000, padding - n) for n in range(0, padding, 16_000)}  # within the caps
+        tiny_pack(chunks).save(path, "float32")
         length = header_length(path)
         if length == target:
             return path
