@@ -10,15 +10,17 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path, PureWindowsPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from PIL import Image
 from pydantic import Field
@@ -27,7 +29,7 @@ from starlette.responses import Response
 
 from . import __version__
 from .args import RestyleArgs, StrictModel, TrainArgs, dump, parse, schema
-from .errors import BusyError, CancelledError, ImageError, JojoganError, MissingWeightsError
+from .errors import BusyError, CancelledError, ImageError, JojoganError, MissingPackError, MissingWeightsError
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
 from .packs import (
@@ -37,8 +39,6 @@ from .packs import (
     PackInfo,
     plain_file_name,
     png_bytes,
-    preview_path,
-    read_pack_metadata,
     sniff_weights_file,
 )
 from .restyle import Restyler
@@ -79,11 +79,13 @@ class TrainRequest(StrictModel):
 
 
 def status_for(error: JojoganError) -> int:
-    """The HTTP status of a user-facing error: busy/cancelled 409, missing weights 503, else 422."""
+    """The HTTP status of a user-facing error: busy/cancelled 409, missing weights 503, no such pack 404, else 422."""
     if isinstance(error, BusyError | CancelledError):
         return 409
     if isinstance(error, MissingWeightsError):
         return 503
+    if isinstance(error, MissingPackError):
+        return 404
     return 422
 
 
@@ -123,23 +125,23 @@ def encode_png(image: Image.Image) -> str:
     return base64.b64encode(png_bytes(image)).decode()
 
 
-def pack_info(runtime: Runtime, name: str) -> PackInfo:
-    """Header-only info of one existing pack (PackError when absent or not a pack)."""
-    path = runtime.packs.existing(name)
-    preview = preview_path(path)
-    return PackInfo(path.stem, path, read_pack_metadata(path), preview if preview.is_file() else None)
-
-
 def pack_summary(info: PackInfo, thumbnail: bool = False) -> dict[str, Any]:
     """A pack as JSON: name, title, file size, preview flag and its metadata strings (thumbnail on request)."""
     metadata = {key: value for key, value in info.metadata.items() if thumbnail or key != THUMBNAIL_KEY}
     return {
         "name": info.name,
         "title": info.title,
-        "size_bytes": info.path.stat().st_size,
+        "size_bytes": info.size_bytes,
         "has_preview": info.preview is not None,
         "metadata": metadata,
     }
+
+
+def file_chunks(file: BinaryIO, chunk_bytes: int = 2**20) -> Iterator[bytes]:
+    """An open file's bytes in chunks, closing it at the end (the download streams from a handle, not a path)."""
+    with file:
+        while chunk := file.read(chunk_bytes):
+            yield chunk
 
 
 # --- request bodies ------------------------------------------------------------------------------
@@ -315,13 +317,23 @@ def create_router(
         """One style pack's metadata."""
         existing_pack(name)
         with http_errors("Reading the style pack"):
-            return pack_summary(pack_info(runtime, name), thumbnail)
+            return pack_summary(runtime.packs.info(name), thumbnail)
 
     @router.get("/packs/{name}/file")
-    def download_pack(name: str) -> FileResponse:
-        """The style pack's .safetensors file."""
+    def download_pack(name: str) -> StreamingResponse:
+        """The style pack's .safetensors file (opened first: a delete meanwhile answers 404 or the whole file)."""
         path = existing_pack(name)
-        return FileResponse(path, media_type="application/octet-stream", filename=path.name)
+        try:
+            file = path.open("rb")
+        except FileNotFoundError:
+            raise HTTPException(404, f"There is no style pack named '{path.stem}'; GET packs lists them.") from None
+        quoted = urllib.parse.quote(path.name)
+        disposition = f'filename="{path.name}"' if quoted == path.name else f"filename*=utf-8''{quoted}"
+        headers = {
+            "content-length": str(os.fstat(file.fileno()).st_size),
+            "content-disposition": f"attachment; {disposition}",
+        }
+        return StreamingResponse(file_chunks(file), media_type="application/octet-stream", headers=headers)
 
     @router.post("/packs", status_code=201)
     async def upload_pack(
@@ -339,7 +351,7 @@ def create_router(
             def work() -> dict:
                 with http_errors("Importing the style pack"), exclusive():
                     path = runtime.import_pack(upload, name, overwrite=overwrite)
-                    return pack_summary(pack_info(runtime, path.stem))
+                    return pack_summary(runtime.packs.info(path.stem))
 
             return await run_in_threadpool(work)
 

@@ -33,7 +33,7 @@ from .checkpoints import (
     read_safetensors,
     sniff_weights_file,
 )
-from .errors import CancelledError, CheckpointError, ImageError, PackError
+from .errors import CancelledError, CheckpointError, ImageError, MissingPackError, PackError
 from .files import commit, temp_sibling
 from .images import open_image
 from .nn.stylegan2 import Generator
@@ -331,6 +331,11 @@ def write_pack_files(
         preview_temp.unlink(missing_ok=True)
 
 
+def no_such_pack(path: Path) -> MissingPackError:
+    """The refusal for a pack that is not there (or vanished while it was being read)."""
+    return MissingPackError(f"There is no style pack named '{path.stem}' in {path.parent}.")
+
+
 def read_pack_metadata(path: str | Path) -> dict[str, str]:
     """Only the header of a pack (fast, no tensors, at most MAX_PACK_HEADER_BYTES read), validated as ours."""
     path = Path(path)
@@ -338,6 +343,8 @@ def read_pack_metadata(path: str | Path) -> dict[str, str]:
         header = check_safetensors_header(path, MAX_PACK_HEADER_BYTES)
     except CheckpointError as error:
         raise PackError(str(error)) from None
+    except FileNotFoundError:
+        raise no_such_pack(path) from None
     except OSError as error:
         raise PackError(f"{path.name} cannot be read: {error.strerror or error}.") from None
     return validate_pack_header(path, header)
@@ -426,7 +433,7 @@ def load_pack(path: str | Path) -> StylePack:
     try:
         tensors, metadata = read_safetensors(path)
     except CheckpointError as error:
-        raise PackError(str(error)) from None
+        raise (PackError(str(error)) if path.exists() else no_such_pack(path)) from None
     for key, value in tensors.items():
         if value.dtype not in DTYPES.values():
             raise PackError(f"{path.name}: tensor {key} has dtype {value.dtype}; packs hold float16/32 weights.")
@@ -505,6 +512,7 @@ class PackInfo:
     path: Path
     metadata: dict[str, str] = field(default_factory=dict)
     preview: Path | None = None
+    size_bytes: int = 0  # the file's size when it was listed (it may be gone by the time this is shown)
 
     @property
     def title(self) -> str:
@@ -534,11 +542,21 @@ class PackLibrary:
         return path
 
     def existing(self, name: str) -> Path:
-        """The file of an existing pack, or a PackError saying it is not there."""
+        """The file of an existing pack, or a MissingPackError saying it is not there."""
         path = self.path_for(name)
         if not path.is_file():
-            raise PackError(f"There is no style pack named '{path.stem}' in {self.folder}.")
+            raise no_such_pack(path)
         return path
+
+    def info(self, name: str) -> PackInfo:
+        """Header-only info of one existing pack; MissingPackError when it is absent or vanishes meanwhile."""
+        path = self.existing(name)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise no_such_pack(path) from None
+        preview = preview_path(path)
+        return PackInfo(path.stem, path, read_pack_metadata(path), preview if preview.is_file() else None, size)
 
     def list(self) -> list[PackInfo]:
         """Every readable pack, sorted by name; unreadable files are skipped (see `problems`)."""
@@ -549,6 +567,7 @@ class PackLibrary:
         return [info for info in self._scan() if isinstance(info, str)]
 
     def _scan(self) -> list[PackInfo | str]:
+        """Packs and problem sentences; a file that vanishes while it is read is simply not listed."""
         if not self.folder.is_dir():
             return []
         found: list[PackInfo | str] = []
@@ -560,15 +579,15 @@ class PackLibrary:
                     raise PackError(
                         f"{path.name!r} is not a usable pack name; rename it to {safe_pack_name(path.stem)!r}."
                     )
-                metadata = read_pack_metadata(path)
+                found.append(self.info(path.stem))
+            except MissingPackError:
+                continue
             except PackError as error:
                 found.append(str(error))
-                continue
-            preview = preview_path(path)
-            found.append(PackInfo(path.stem, path, metadata, preview if preview.is_file() else None))
         return found
 
     def load(self, name: str) -> StylePack:
+        """A pack by name, fully validated; MissingPackError when it is absent or vanishes meanwhile."""
         return load_pack(self.existing(name))
 
     def rename(self, old: str, new: str) -> Path:
@@ -578,6 +597,8 @@ class PackLibrary:
             commit(source, target, overwrite=False)
         except FileExistsError:
             raise PackError(f"A style pack named '{target.stem}' already exists; choose another name.") from None
+        except FileNotFoundError:
+            raise no_such_pack(source) from None
         if preview_path(source).is_file():
             commit(preview_path(source), preview_path(target))
         return target
@@ -641,5 +662,8 @@ class PackLibrary:
     def delete(self, name: str) -> None:
         """Delete a pack and its preview."""
         path = self.existing(name)
-        path.unlink()
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise no_such_pack(path) from None
         preview_path(path).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from .files import remove_stale_temp_files
 from .images import ImageLimits
 from .invert import Inverter
 from .nn.stylegan2 import Generator
-from .packs import PackLibrary, generator_fingerprint
+from .packs import PackLibrary, generator_fingerprint, no_such_pack
 from .train import render_preview
 
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
@@ -240,7 +240,10 @@ class Runtime:
         The last one is kept for reuse (restyling a batch of images builds it once).
         """
         path = self.packs.existing(name)
-        key = (str(path), path.stat().st_mtime_ns, round(float(strength), 4), self.dtype)
+        try:
+            key = (str(path), path.stat().st_mtime_ns, round(float(strength), 4), self.dtype)
+        except FileNotFoundError:  # deleted a moment ago
+            raise no_such_pack(path) from None
         with self._lock:
             if self._pack_cache is None or self._pack_cache[0] != key:
                 self._pack_cache = None  # free the old copy before building the new one

@@ -26,7 +26,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from . import weights
-from .api import MAX_REFERENCES, pack_info
+from .api import MAX_REFERENCES
 from .args import RestyleArgs, TrainArgs, field_info, parse, schema
 from .errors import ImageError, JojoganError
 from .images import ImageLimits
@@ -499,8 +499,8 @@ class TabHandlers:
         """The selected pack's metadata (the status is left alone when all is well)."""
         if not name:
             return gr.update(), None
-        info = pack_info(self.runtime, name)
-        details = {"name": info.name, "file": info.path.name, "size_bytes": info.path.stat().st_size}
+        info = self.runtime.packs.info(name)
+        details = {"name": info.name, "file": info.path.name, "size_bytes": info.size_bytes}
         return gr.update(), {**details, **readable_metadata(info.metadata)}
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
