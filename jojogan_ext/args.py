@@ -47,6 +47,9 @@ class TrainArgs(StrictModel):
     references_are_aligned: bool = Field(
         False, description="The references are already square face crops: skip face detection and alignment."
     )
+    reference_face: int = Field(
+        0, ge=0, le=63, description="Which face of each reference to train on, largest first (0 = the largest)."
+    )
 
 
 class RestyleArgs(StrictModel):

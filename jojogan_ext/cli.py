@@ -188,7 +188,10 @@ def run_train(options: argparse.Namespace) -> None:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}")
 
-        pack = finetune(runtime, references, args, on_progress, test_face=test_face)
+        def on_faces(lines: list[str]) -> None:
+            tqdm.write("training on " + "; ".join(lines), file=sys.stderr)
+
+        pack = finetune(runtime, references, args, on_progress, test_face=test_face, on_faces=on_faces)
     pack.save(path, options.dtype, overwrite=options.overwrite)
     print(f"saved style pack '{path.stem}' to {path}")
 

@@ -33,6 +33,7 @@ class TrainingJob:
     preview: Image.Image | None = None
     message: str = ""
     pack_name: str | None = None
+    faces: list[str] = field(default_factory=list)  # which face of each reference trains
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
@@ -59,6 +60,7 @@ class TrainingJob:
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
             "message": self.message,
             "pack": self.pack_name,
+            "faces": self.faces,
         }
 
 
@@ -149,6 +151,12 @@ class TrainingJobs:
             if self.observe is not None:
                 self.observe(job)
 
+        def on_faces(lines: list[str]) -> None:
+            job.faces = lines
+            job.message = "Training on " + "; ".join(lines) + "."
+            if self.observe is not None:
+                self.observe(job)
+
         def should_stop() -> bool:
             return job.cancel_requested.is_set() or (self.interrupted is not None and self.interrupted())
 
@@ -159,7 +167,9 @@ class TrainingJobs:
                 try:
                     job.state, job.started = "running", time.monotonic()
                     job.message = "Aligning and inverting the references…"
-                    pack = finetune(self.runtime, references, job.args, on_progress, should_stop, test_face)
+                    pack = finetune(
+                        self.runtime, references, job.args, on_progress, should_stop, test_face, on_faces=on_faces
+                    )
                     job.state, job.message = "saving", f"Saving style pack '{job.args.name}'…"
                     if self.observe is not None:
                         self.observe(job)
@@ -170,7 +180,7 @@ class TrainingJobs:
                     if self.after is not None:
                         self.after()
             job.pack_name, job.preview = path.stem, pack.preview
-            job.state, job.message = "done", f"Saved style pack '{path.stem}'."
+            job.state, job.message = "done", f"Saved style pack '{path.stem}', trained on {'; '.join(job.faces)}."
         except CancelledError as error:
             job.state, job.message = "cancelled", str(error)
         except JojoganError as error:

@@ -7,6 +7,7 @@ The fronts (web UI, API, CLI, app) create one `Runtime` and pass it around; noth
 import threading
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,6 +29,22 @@ from .train import render_preview
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"
 VGG_FILE = "vgg16-397923af.pth"
+
+
+@dataclass(frozen=True)
+class AlignedReference:
+    """One training reference as an aligned crop, and which of its detected faces that is."""
+
+    image: Image.Image  # RGB, align_size x align_size
+    face_index: int | None  # in the documented order (0 = largest); None when the image was already a face crop
+    face_count: int
+
+    def describe(self, number: int) -> str:
+        """Which face reference `number` contributed, in words (for the UI, the API and the CLI)."""
+        if self.face_index is None:
+            return f"reference {number}: the whole image (an aligned crop)"
+        order = "the largest" if self.face_index == 0 else "by size, 0 = the largest"
+        return f"reference {number}: face {self.face_index} of {self.face_count} ({order})"
 
 
 def flatten_stylegan2(path: Path) -> dict[str, Tensor]:
@@ -206,12 +223,14 @@ class Runtime:
         """Faces in `image`, in the detector's documented order (largest first)."""
         return self.detector.detect(image)
 
-    def align_references(self, images: Sequence[Image.Image], already_aligned: bool) -> list[Image.Image]:
-        """Training references as aligned square crops: detected + FFHQ-aligned, or centre-cropped."""
+    def align_references(
+        self, images: Sequence[Image.Image], already_aligned: bool, face_index: int = 0
+    ) -> list[AlignedReference]:
+        """Training references as aligned square crops: face `face_index` (largest first) FFHQ-aligned, or centre-cropped."""
         aligned = []
         for number, image in enumerate(images, 1):
             if already_aligned:
-                aligned.append(center_crop_face(image, self.align_size).image)
+                aligned.append(AlignedReference(center_crop_face(image, self.align_size).image, None, 1))
                 continue
             faces = self.detect(image)
             if not faces:
@@ -219,8 +238,15 @@ class Runtime:
                     f"No face was found in reference {number}; if it is already a face crop, tick "
                     "'references are aligned'."
                 )
-            best = max(faces, key=lambda face: face.score)
-            aligned.append(align_face(image, best.landmarks5, self.align_size).image)
+            if face_index >= len(faces):
+                raise JojoganError(
+                    f"Reference {number} shows {len(faces)} face{'s' if len(faces) != 1 else ''}, so there is no face "
+                    f"{face_index} (0 = the largest); choose a face from 0 to {len(faces) - 1}."
+                )
+            chosen = faces[face_index]
+            aligned.append(
+                AlignedReference(align_face(image, chosen.landmarks5, self.align_size).image, face_index, len(faces))
+            )
         return aligned
 
     def invert(self, aligned: Sequence[Image.Image]) -> Tensor:

@@ -84,6 +84,7 @@ class TrainingRun:
     targets: Tensor  # [N, 3, size, size] in [-1, 1]
     preview_latent: Tensor  # [1, n_latent, style_dim]
     identity: tuple[Tensor, Tensor] | None  # (latent [1, n_latent, D], target [1, 3, size, size])
+    faces: list[str]  # which face of each reference trains, in words
 
 
 class Finetuner:
@@ -173,6 +174,7 @@ class Finetuner:
             "time": round(time.monotonic() - self.started, 1),
             "device": str(self.run.latents.device),
             "final_loss": self.last_loss,
+            "reference_faces": self.run.faces,
         }
         return make_pack(
             self.generator,
@@ -192,14 +194,18 @@ def finetune(
     should_stop: Callable[[], bool] | None = None,
     test_face: Image.Image | None = None,
     preview_interval: float = 2.0,
+    on_faces: Callable[[list[str]], None] | None = None,
 ) -> StylePack:
     """JoJoGAN: finetune the base generator's synthesis network on the references; returns the pack (unsaved).
 
     `on_progress(step, total, loss, preview)` runs after every step; `preview` is an image of the test
     face (or first reference) at the first and last step and at most every `preview_interval` seconds,
-    else None. `should_stop()` is checked before every step and cancels with CancelledError.
+    else None. `should_stop()` is checked before every step and cancels with CancelledError. `on_faces(lines)`
+    hears, once the references are aligned, which face of each one trains (the documented order, largest first).
     """
     tuner = Finetuner(runtime, references, args, test_face)
+    if on_faces is not None:
+        on_faces(tuner.run.faces)
     last_preview = -math.inf
     with tuner.session():
         for step in range(1, args.iterations + 1):
@@ -250,7 +256,8 @@ def prepare_run(
 ) -> TrainingRun:
     """Align and invert the references (and the test face), and make the trainable generator copy."""
     base = runtime.base.generator
-    aligned = runtime.align_references(references, args.references_are_aligned)
+    chosen = runtime.align_references(references, args.references_are_aligned, args.reference_face)
+    aligned = [reference.image for reference in chosen]
     latents = runtime.invert(aligned)  # [N, n_latent, style_dim]
     targets = faces_to_tensor(aligned, base.size).to(latents.device)
     generator = copy.deepcopy(base).to(latents.device)
@@ -259,11 +266,12 @@ def prepare_run(
         parameter.requires_grad_(True)
     preview_latent, identity = latents[:1], None
     if test_face is not None:
-        test_aligned = runtime.align_references([test_face], args.references_are_aligned)
+        test_aligned = [runtime.align_references([test_face], args.references_are_aligned)[0].image]
         preview_latent = runtime.invert(test_aligned)
         if args.identity_weight > 0:
             identity = (preview_latent, faces_to_tensor(test_aligned, base.size).to(latents.device))
-    return TrainingRun(generator, latents, targets, preview_latent, identity)
+    faces = [reference.describe(number) for number, reference in enumerate(chosen, 1)]
+    return TrainingRun(generator, latents, targets, preview_latent, identity, faces)
 
 
 def make_loss(runtime: "Runtime", args: TrainArgs, targets: Tensor) -> Callable[[Tensor], Tensor]:

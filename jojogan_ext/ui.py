@@ -53,6 +53,7 @@ RESTYLE_TAB_FIELDS = (
 TRAIN_FIELDS = (
     "name",
     "references_are_aligned",
+    "reference_face",
     "iterations",
     "strength",
     "preserve_color",
@@ -69,6 +70,7 @@ LABELS = {
     "min_face_size": "Minimum face size (px)",
     "name": "Style pack name",
     "references_are_aligned": "References are aligned face crops",
+    "reference_face": "Face in each reference (0 = largest)",
     "preserve_color": "Preserve colours",
     "identity_weight": "Identity weight",
     "seed": "Seed (-1 = random)",
@@ -328,7 +330,7 @@ def progress_text(job: TrainingJob) -> str:
     """One line about a training job: step/total, loss and ETA while running, else its message."""
     if job.state != "running" or job.step == 0:
         return job.message or f"Training '{job.args.name}': {job.state}…"
-    parts = [f"Training '{job.args.name}': step {job.step}/{job.total}"]
+    parts = [f"Training '{job.args.name}' on {'; '.join(job.faces)}: step {job.step}/{job.total}"]
     if job.loss is not None:
         parts.append(f"loss {job.loss:.4f}")
     if job.eta_seconds is not None:
@@ -421,7 +423,8 @@ class TabHandlers:
         test = self.test_face(test_face)
         faces = references + ([test] if test is not None else [])
         with self.exclusive():
-            aligned_faces = self.runtime.align_references(faces, bool(aligned))
+            chosen = self.runtime.align_references(faces, bool(aligned))
+            aligned_faces = [reference.image for reference in chosen]
             w_plus = self.runtime.invert(aligned_faces)  # [N, n_latent, style_dim]
             generator = self.runtime.base.generator
             inversions = [render_preview(generator, w_plus[i : i + 1]) for i in range(len(aligned_faces))]
@@ -676,6 +679,7 @@ def build_train_tab() -> dict[str, Any]:
                 elem_id="jojogan_name",
             )
             aligned = checkbox(TrainArgs, "references_are_aligned", "jojogan_references_are_aligned")
+            reference_face = number(TrainArgs, "reference_face", "jojogan_reference_face")
             iterations = slider(TrainArgs, "iterations", "jojogan_iterations")
             strength = slider(TrainArgs, "strength", "jojogan_train_strength")
             preserve_color = checkbox(TrainArgs, "preserve_color", "jojogan_preserve_color")
@@ -703,6 +707,7 @@ def build_train_tab() -> dict[str, Any]:
     by_field = {
         "name": name,
         "references_are_aligned": aligned,
+        "reference_face": reference_face,
         "iterations": iterations,
         "strength": strength,
         "preserve_color": preserve_color,
