@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="face detector (mobile0.25 is smaller and faster, resnet50 finds more faces)",
     )
     parser.add_argument(
+        "--skip-detector-check",
+        action="store_true",
+        help="trust a detector file that is not the catalog's without its one-time self-check (your own weights)",
+    )
+    parser.add_argument(
         "--max-image-pixels",
         type=int,
         default=DEFAULT_MAX_PIXELS,
@@ -140,6 +145,7 @@ def make_runtime(options: argparse.Namespace):
         dtype=getattr(torch, options.precision),
         allow_download=options.download,
         detector_network=options.detector,
+        verify_detector=not options.skip_detector_check,
         on_download=download_bar(),
         image_limits=limits,
     )

@@ -19,6 +19,7 @@ from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_tor
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import DEFAULT_NETWORK, NETWORKS, Face, FaceDetector
+from .faces.selfcheck import DetectorVerdicts
 from .files import remove_stale_temp_files
 from .images import ImageLimits
 from .invert import Inverter
@@ -29,6 +30,7 @@ from .train import render_preview
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"
 VGG_FILE = "vgg16-397923af.pth"
+DETECTOR_VERDICTS_FILE = "detector_checks.json"  # in <models>/base: each hand-placed detector's self-check
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class Runtime:
         lpips: torch.nn.Module | None = None,
         image_limits: ImageLimits | None = None,
         cudnn_benchmark: bool = True,
+        verify_detector: bool = True,
     ):
         self.models_dir = Path(models_dir)
         self.cudnn_benchmark = cudnn_benchmark  # let cuDNN time its algorithms during training (CUDA only)
@@ -106,6 +109,7 @@ class Runtime:
         self.dtype = dtype
         self.allow_download = allow_download
         self.detector_network = detector_network
+        self.verify_detector = verify_detector  # a detector file not in the catalog must pass its self-check
         self.on_download = on_download
         self.folders = weights.WeightFolders(self.models_dir, webui_models_dir)
         self.packs = PackLibrary(self.models_dir / "styles")
@@ -184,15 +188,20 @@ class Runtime:
 
     @property
     def detector(self) -> FaceDetector:
-        """RetinaFace (facexlib); weights found in our folders, the web UI's GFPGAN folder or facexlib's."""
+        """RetinaFace (facexlib); weights found in our folders, the web UI's GFPGAN folder or facexlib's.
+
+        A file that is not the catalog's (by sha256) must pass the self-check once (`faces.selfcheck`).
+        """
         with self._lock:
             if self._detector is None:
                 if self.detector_network not in NETWORKS:
                     raise JojoganError(f"Unknown face detector '{self.detector_network}'; use {', '.join(NETWORKS)}.")
                 name = NETWORKS[self.detector_network][1]
-                self._detector = FaceDetector(
-                    self.require(name)[name], network=self.detector_network, device=self.device
-                )
+                detector = FaceDetector(self.require(name)[name], network=self.detector_network, device=self.device)
+                if self.verify_detector:
+                    verdicts = DetectorVerdicts(self.models_dir / "base" / DETECTOR_VERDICTS_FILE)
+                    verdicts.require_sound(detector, weights.CATALOG[name].sha256)
+                self._detector = detector
             return self._detector
 
     @property

@@ -47,7 +47,9 @@ def runtime(tiny_runtime) -> Runtime:
     """
     save_styled_pack(tiny_runtime)
     base = tiny_runtime.base
-    runtime = Runtime(tiny_runtime.models_dir, detector_network="retinaface_mobile0.25", base=base)
+    runtime = Runtime(
+        tiny_runtime.models_dir, detector_network="retinaface_mobile0.25", base=base, verify_detector=False
+    )
     runtime.inversions = []
 
     def mean_face(aligned: list) -> torch.Tensor:
