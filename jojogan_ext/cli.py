@@ -194,7 +194,8 @@ def run_train(options: argparse.Namespace) -> None:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}")
 
-        def on_faces(lines: list[str]) -> None:
+        def on_faces(chosen: list) -> None:
+            lines = [reference.describe(number) for number, reference in enumerate(chosen, 1)]
             tqdm.write("training on " + "; ".join(lines), file=sys.stderr)
 
         pack = finetune(runtime, references, args, on_progress, test_face=test_face, on_faces=on_faces)

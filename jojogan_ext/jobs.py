@@ -16,7 +16,7 @@ from PIL import Image
 
 from .args import TrainArgs, dump, parse
 from .errors import BusyError, CancelledError, JojoganError
-from .runtime import Runtime
+from .runtime import AlignedReference, Runtime
 from .train import finetune
 
 
@@ -34,6 +34,7 @@ class TrainingJob:
     message: str = ""
     pack_name: str | None = None
     faces: list[str] = field(default_factory=list)  # which face of each reference trains
+    said_faces: bool = False  # a reference showed several faces, so the choice is part of the messages
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
@@ -151,9 +152,16 @@ class TrainingJobs:
             if self.observe is not None:
                 self.observe(job)
 
-        def on_faces(lines: list[str]) -> None:
-            job.faces = lines
-            job.message = "Training on " + "; ".join(lines) + "."
+        def on_faces(chosen: list[AlignedReference]) -> None:
+            job.faces = [reference.describe(number) for number, reference in enumerate(chosen, 1)]
+            if any(reference.face_count > 1 for reference in chosen):  # a choice was made: say which
+                job.message = "Training on " + "; ".join(job.faces) + "."
+                job.said_faces = True
+                if self.observe is not None:
+                    self.observe(job)
+
+        def on_wait() -> None:
+            job.message = f"Step {job.step}/{job.total}: waiting for the device (a restyle is running)…"
             if self.observe is not None:
                 self.observe(job)
 
@@ -168,7 +176,14 @@ class TrainingJobs:
                     job.state, job.started = "running", time.monotonic()
                     job.message = "Aligning and inverting the references…"
                     pack = finetune(
-                        self.runtime, references, job.args, on_progress, should_stop, test_face, on_faces=on_faces
+                        self.runtime,
+                        references,
+                        job.args,
+                        on_progress,
+                        should_stop,
+                        test_face,
+                        on_faces=on_faces,
+                        on_wait=on_wait,
                     )
                     job.state, job.message = "saving", f"Saving style pack '{job.args.name}'…"
                     if self.observe is not None:
@@ -180,7 +195,8 @@ class TrainingJobs:
                     if self.after is not None:
                         self.after()
             job.pack_name, job.preview = path.stem, pack.preview
-            job.state, job.message = "done", f"Saved style pack '{path.stem}', trained on {'; '.join(job.faces)}."
+            trained_on = f", trained on {'; '.join(job.faces)}" if job.said_faces else ""
+            job.state, job.message = "done", f"Saved style pack '{path.stem}'{trained_on}."
         except CancelledError as error:
             job.state, job.message = "cancelled", str(error)
         except JojoganError as error:

@@ -19,6 +19,8 @@ from .runtime import Runtime
 from .train import tensor_to_image
 
 GENERATOR_BATCH = 4
+# a wait for the device shorter than this is not mentioned in the result's message
+WAIT_WORTH_SAYING = 0.5
 
 
 @dataclass
@@ -63,6 +65,17 @@ class Restyler:
         if not args.pack:
             raise JojoganError("Choose a style pack to restyle faces with.")
         self.runtime.packs.existing(args.pack)  # a misspelt pack is reported even when no face is found
+        result, waited = self.runtime.on_device(lambda: self._restyle(image, args, faces, should_stop))
+        if waited >= WAIT_WORTH_SAYING:
+            result.message += (
+                f" It waited {waited:.1f} s for its turn on the device (one restyle or training at a time)."
+            )
+        return result
+
+    def _restyle(
+        self, image: Image.Image, args: RestyleArgs, faces: list[Face] | None, should_stop: Callable[[], bool] | None
+    ) -> RestyleResult:
+        """The pipeline itself, run in the device's turn: faces → align → invert → synthesis → paste."""
         rgb = to_rgb(image)
         if faces is None:
             faces = self.find_faces(rgb, args)

@@ -5,10 +5,13 @@ The fronts (web UI, API, CLI, app) create one `Runtime` and pass it around; noth
 """
 
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from PIL import Image
@@ -30,6 +33,7 @@ from .train import render_preview
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"
 VGG_FILE = "vgg16-397923af.pth"
+T = TypeVar("T")
 DETECTOR_VERDICTS_FILE = "detector_checks.json"  # in <models>/base: each hand-placed detector's self-check
 
 
@@ -101,6 +105,7 @@ class Runtime:
         image_limits: ImageLimits | None = None,
         cudnn_benchmark: bool = True,
         verify_detector: bool = True,
+        device_slots: int = 1,
     ):
         self.models_dir = Path(models_dir)
         self.cudnn_benchmark = cudnn_benchmark  # let cuDNN time its algorithms during training (CUDA only)
@@ -119,6 +124,45 @@ class Runtime:
         self._fingerprint: str | None = None
         self._pack_cache: tuple[tuple, Generator] | None = None
         self._lock = threading.RLock()
+        if device_slots < 1:
+            raise ValueError(f"device_slots must be >= 1, not {device_slots}")
+        self.device_slots = device_slots  # heavy work at once on the device; the rest waits its turn (on_device)
+        self._device_workers: ThreadPoolExecutor | None = None  # started on first use
+        self._device_queued = 0
+        self._device_local = threading.local()
+
+    # --- the device ------------------------------------------------------------------------------------
+    def on_device(self, work: Callable[[], T], on_wait: Callable[[], None] | None = None) -> tuple[T, float]:
+        """Run heavy work (a restyle, a training step) on the runtime's device workers; returns (result, wait in s).
+
+        `device_slots` worker threads (1 by default) do all of it, so concurrent requests wait their turn
+        instead of each growing its own buffers (every thread that computes keeps its own allocator pool);
+        `on_wait()` is called when the work must wait. Work that is already on a device worker runs inline.
+        """
+        if getattr(self._device_local, "is_worker", False):
+            return work(), 0.0
+        with self._lock:
+            if self._device_workers is None:
+                self._device_workers = ThreadPoolExecutor(
+                    self.device_slots, "jojogan-device", initializer=self._mark_device_worker
+                )
+            busy, self._device_queued = self._device_queued >= self.device_slots, self._device_queued + 1
+        submitted = time.monotonic()
+        if busy and on_wait is not None:
+            on_wait()
+
+        def timed() -> tuple[T, float]:
+            waited = time.monotonic() - submitted
+            try:
+                return work(), waited
+            finally:
+                with self._lock:
+                    self._device_queued -= 1
+
+        return self._device_workers.submit(timed).result()
+
+    def _mark_device_worker(self) -> None:
+        self._device_local.is_worker = True
 
     # --- files -------------------------------------------------------------------------------------
     def require(self, *names: str) -> dict[str, Path]:

@@ -25,7 +25,7 @@ from .nn.stylegan2 import Generator
 from .packs import StylePack, make_pack
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .runtime import AlignedReference, Runtime
 
 
 def style_layers(n_latent: int, preserve_color: bool) -> list[int]:
@@ -84,7 +84,7 @@ class TrainingRun:
     targets: Tensor  # [N, 3, size, size] in [-1, 1]
     preview_latent: Tensor  # [1, n_latent, style_dim]
     identity: tuple[Tensor, Tensor] | None  # (latent [1, n_latent, D], target [1, 3, size, size])
-    faces: list[str]  # which face of each reference trains, in words
+    faces: list["AlignedReference"]  # the aligned references and which face of each one trains
 
 
 class Finetuner:
@@ -174,7 +174,7 @@ class Finetuner:
             "time": round(time.monotonic() - self.started, 1),
             "device": str(self.run.latents.device),
             "final_loss": self.last_loss,
-            "reference_faces": self.run.faces,
+            "reference_faces": [face.describe(number) for number, face in enumerate(self.run.faces, 1)],
         }
         return make_pack(
             self.generator,
@@ -194,16 +194,18 @@ def finetune(
     should_stop: Callable[[], bool] | None = None,
     test_face: Image.Image | None = None,
     preview_interval: float = 2.0,
-    on_faces: Callable[[list[str]], None] | None = None,
+    on_faces: Callable[[list["AlignedReference"]], None] | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> StylePack:
     """JoJoGAN: finetune the base generator's synthesis network on the references; returns the pack (unsaved).
 
     `on_progress(step, total, loss, preview)` runs after every step; `preview` is an image of the test
     face (or first reference) at the first and last step and at most every `preview_interval` seconds,
-    else None. `should_stop()` is checked before every step and cancels with CancelledError. `on_faces(lines)`
-    hears, once the references are aligned, which face of each one trains (the documented order, largest first).
+    else None. `should_stop()` is checked before every step and cancels with CancelledError. `on_faces(references)`
+    hears, once the references are aligned, which face of each one trains (the documented order, largest first);
+    `on_wait()` hears that the device is busy (a restyle) and the training waits for its turn.
     """
-    tuner = Finetuner(runtime, references, args, test_face)
+    tuner, _ = runtime.on_device(lambda: Finetuner(runtime, references, args, test_face), on_wait)
     if on_faces is not None:
         on_faces(tuner.run.faces)
     last_preview = -math.inf
@@ -211,13 +213,15 @@ def finetune(
         for step in range(1, args.iterations + 1):
             if should_stop is not None and should_stop():
                 raise CancelledError("Training was cancelled; no style pack was saved.")
-            loss = tuner.step()
+            loss, _ = runtime.on_device(tuner.step, on_wait)  # step by step: restyles take their turns between
+            preview = None
+            if on_progress is not None and (
+                step in (1, args.iterations) or time.monotonic() - last_preview >= preview_interval
+            ):
+                (preview, _), last_preview = runtime.on_device(tuner.preview, on_wait), time.monotonic()
             if on_progress is not None:
-                preview = None
-                if step in (1, args.iterations) or time.monotonic() - last_preview >= preview_interval:
-                    preview, last_preview = tuner.preview(), time.monotonic()
                 on_progress(step, args.iterations, loss, preview)
-    return tuner.pack()
+    return runtime.on_device(tuner.pack, on_wait)[0]
 
 
 def autocast_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
@@ -270,8 +274,7 @@ def prepare_run(
         preview_latent = runtime.invert(test_aligned)
         if args.identity_weight > 0:
             identity = (preview_latent, faces_to_tensor(test_aligned, base.size).to(latents.device))
-    faces = [reference.describe(number) for number, reference in enumerate(chosen, 1)]
-    return TrainingRun(generator, latents, targets, preview_latent, identity, faces)
+    return TrainingRun(generator, latents, targets, preview_latent, identity, chosen)
 
 
 def make_loss(runtime: "Runtime", args: TrainArgs, targets: Tensor) -> Callable[[Tensor], Tensor]:

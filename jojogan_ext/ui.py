@@ -330,7 +330,8 @@ def progress_text(job: TrainingJob) -> str:
     """One line about a training job: step/total, loss and ETA while running, else its message."""
     if job.state != "running" or job.step == 0:
         return job.message or f"Training '{job.args.name}': {job.state}…"
-    parts = [f"Training '{job.args.name}' on {'; '.join(job.faces)}: step {job.step}/{job.total}"]
+    on = f" on {'; '.join(job.faces)}" if job.said_faces else ""
+    parts = [f"Training '{job.args.name}'{on}: step {job.step}/{job.total}"]
     if job.loss is not None:
         parts.append(f"loss {job.loss:.4f}")
     if job.eta_seconds is not None:

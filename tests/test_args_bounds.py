@@ -7,7 +7,6 @@ end on tiny models; what a job cannot do is refused before its first expensive s
 import math
 
 import pytest
-import torch
 from PIL import Image
 
 from jojogan_ext.args import RestyleArgs, TrainArgs, schema
@@ -36,28 +35,20 @@ def bounds(model, end: str) -> dict:
 
 def test_bounds_cover_the_numeric_fields():
     assert set(bounds(RestyleArgs, "high")) == {"strength", "max_faces", "confidence", "min_face_size", "feather"}
-    assert set(bounds(TrainArgs, "low")) == {"iterations", "strength", "identity_weight", "learning_rate", "seed"}
+    assert set(bounds(TrainArgs, "low")) == {
+        "iterations",
+        "strength",
+        "identity_weight",
+        "learning_rate",
+        "seed",
+        "reference_face",
+    }
 
 
 @pytest.fixture()
-def runtime(tiny_runtime) -> Runtime:
-    """The tiny runtime with a pack 'bold' and an inverter that counts its calls and answers the mean face.
-
-    Inversion is not what these tests are about, and the tiny e4e is the slowest part of a job.
-    """
-    save_styled_pack(tiny_runtime)
-    base = tiny_runtime.base
-    runtime = Runtime(
-        tiny_runtime.models_dir, detector_network="retinaface_mobile0.25", base=base, verify_detector=False
-    )
-    runtime.inversions = []
-
-    def mean_face(aligned: list) -> torch.Tensor:
-        runtime.inversions.append(len(aligned))
-        return base.latent_avg.expand(len(aligned), base.generator.n_latent, -1)  # [B, n_latent, style_dim]
-
-    runtime._inverter = mean_face
-    return runtime
+def runtime(mean_face_runtime) -> Runtime:
+    save_styled_pack(mean_face_runtime)
+    return mean_face_runtime
 
 
 def small_astronaut(fixtures) -> tuple[Image.Image, Face]:
