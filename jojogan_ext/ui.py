@@ -417,14 +417,15 @@ class TabHandlers:
     # --- Train -----------------------------------------------------------------------------------
     @shows_errors(outputs=2)
     def prepare(
-        self, files: Sequence[Any] | None, test_face: Any, aligned: bool
+        self, files: Sequence[Any] | None, test_face: Any, aligned: bool, reference_face: float | None = 0
     ) -> tuple[str, list[tuple[Image.Image, str]]]:
         """JoJoGAN's paired data: each reference aligned, next to its e4e inversion rendered by the base model."""
         references = self.references(files)
         test = self.test_face(test_face)
-        faces = references + ([test] if test is not None else [])
         with self.exclusive():
-            chosen = self.runtime.align_references(faces, bool(aligned))
+            chosen = self.runtime.align_references(references, bool(aligned), int(reference_face or 0))
+            if test is not None:
+                chosen += self.runtime.align_references([test], bool(aligned))
             aligned_faces = [reference.image for reference in chosen]
             w_plus = self.runtime.invert(aligned_faces)  # [N, n_latent, style_dim]
             generator = self.runtime.base.generator
@@ -435,6 +436,8 @@ class TabHandlers:
             items += [(face, f"{what} aligned"), (inversion, f"{what} inverted")]
         count = len(references)
         message = f"Prepared {count} reference{'s' if count != 1 else ''}: aligned crops and their inversions."
+        if any(reference.face_count > 1 for reference in chosen[:count]):  # say which face was taken
+            message += " Training on " + "; ".join(r.describe(n) for n, r in enumerate(chosen[:count], 1)) + "."
         return message, items
 
     @shows_errors(outputs=2 + LIBRARY_OUTPUTS)
@@ -621,7 +624,7 @@ def build_tab(
 
         train["prepare"].click(
             handlers.prepare,
-            inputs=[train["references"], train["test_face"], train["aligned"]],
+            inputs=[train["references"], train["test_face"], train["aligned"], train["reference_face"]],
             outputs=[train["status"], train["pairs"]],
         )
         train["train"].click(
@@ -722,6 +725,7 @@ def build_train_tab() -> dict[str, Any]:
         "test_face": test_face,
         "controls": [by_field[field] for field in TRAIN_FIELDS],
         "aligned": aligned,
+        "reference_face": reference_face,
         "overwrite": overwrite,
         "prepare": prepare,
         "train": train,
