@@ -10,15 +10,17 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PureWindowsPath
+from typing import Any, BinaryIO
 
 import torch
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from PIL import Image
 from pydantic import Field
@@ -27,17 +29,16 @@ from starlette.responses import Response
 
 from . import __version__
 from .args import RestyleArgs, StrictModel, TrainArgs, describe_problems, dump, parse, schema
-from .errors import BusyError, CancelledError, ImageError, JojoganError, MissingWeightsError
+from .errors import BusyError, CancelledError, ImageError, JojoganError, MissingPackError, MissingWeightsError
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
 from .packs import (
+    MAX_NAME_LENGTH,
     PACK_SUFFIX,
     THUMBNAIL_KEY,
     PackInfo,
+    plain_file_name,
     png_bytes,
-    preview_path,
-    read_pack_metadata,
-    safe_pack_name,
     sniff_weights_file,
 )
 from .restyle import Restyler
@@ -78,11 +79,13 @@ class TrainRequest(StrictModel):
 
 
 def status_for(error: JojoganError) -> int:
-    """The HTTP status of a user-facing error: busy/cancelled 409, missing weights 503, else 422."""
+    """The HTTP status of a user-facing error: busy/cancelled 409, missing weights 503, no such pack 404, else 422."""
     if isinstance(error, BusyError | CancelledError):
         return 409
     if isinstance(error, MissingWeightsError):
         return 503
+    if isinstance(error, MissingPackError):
+        return 404
     return 422
 
 
@@ -122,23 +125,23 @@ def encode_png(image: Image.Image) -> str:
     return base64.b64encode(png_bytes(image)).decode()
 
 
-def pack_info(runtime: Runtime, name: str) -> PackInfo:
-    """Header-only info of one existing pack (PackError when absent or not a pack)."""
-    path = runtime.packs.existing(name)
-    preview = preview_path(path)
-    return PackInfo(path.stem, path, read_pack_metadata(path), preview if preview.is_file() else None)
-
-
 def pack_summary(info: PackInfo, thumbnail: bool = False) -> dict[str, Any]:
     """A pack as JSON: name, title, file size, preview flag and its metadata strings (thumbnail on request)."""
     metadata = {key: value for key, value in info.metadata.items() if thumbnail or key != THUMBNAIL_KEY}
     return {
         "name": info.name,
         "title": info.title,
-        "size_bytes": info.path.stat().st_size,
+        "size_bytes": info.size_bytes,
         "has_preview": info.preview is not None,
         "metadata": metadata,
     }
+
+
+def file_chunks(file: BinaryIO, chunk_bytes: int = 2**20) -> Iterator[bytes]:
+    """An open file's bytes in chunks, closing it at the end (the download streams from a handle, not a path)."""
+    with file:
+        while chunk := file.read(chunk_bytes):
+            yield chunk
 
 
 # --- request bodies ------------------------------------------------------------------------------
@@ -193,10 +196,14 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-async def save_upload(request: Request, folder: Path, stem: str, limit: int) -> Path:
-    """Stream the raw request body into `folder/<stem>.<sniffed suffix>` with a size cap."""
+async def save_upload(request: Request, folder: Path, filename: str | None, limit: int) -> Path:
+    """Stream the raw request body into `folder` with a size cap, under the name the gate's sentences will use.
+
+    That is the client's `filename` (its last part, made plain), else `upload` with the suffix its content
+    suggests, so that a refusal names what the user sent, never a temp file.
+    """
     check_declared_length(request, limit)
-    upload = folder / f"{stem}.upload"
+    upload = folder / "body"
     size = 0
     with upload.open("wb") as file:
         async for chunk in request.stream():
@@ -204,11 +211,12 @@ async def save_upload(request: Request, folder: Path, stem: str, limit: int) -> 
             if size > limit:
                 raise too_large(limit)
             file.write(chunk)
-    if size == 0:
-        raise HTTPException(422, "The upload is empty; send the file's bytes as the request body.")
-    # the import gate judges the content; the suffix only names it the way the gate expects
-    suffix = {"safetensors": PACK_SUFFIX, "torch": ".pt", "legacy": ".pt"}.get(sniff_weights_file(upload), ".upload")
-    return upload.rename(folder / f"{stem}{suffix}")
+    name = plain_file_name(PureWindowsPath(filename or "").name)[:MAX_NAME_LENGTH]  # both kinds of separator
+    if not name:
+        name = "upload" + {"safetensors": PACK_SUFFIX, "torch": ".pt", "legacy": ".pt"}.get(
+            sniff_weights_file(upload), ""
+        )
+    return upload.rename(folder / name)
 
 
 def validation_sentence(error: RequestValidationError) -> str:
@@ -216,8 +224,16 @@ def validation_sentence(error: RequestValidationError) -> str:
     return f"Invalid request: {'; '.join(describe_problems(list(error.errors()), 'request'))}."
 
 
+class EncodableJSONResponse(JSONResponse):
+    """JSON that always encodes: a lone surrogate a client sent (valid JSON `"\\ud800"`) goes back escaped."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+        return text.encode("utf-8", "backslashreplace")
+
+
 class SentenceRoute(APIRoute):
-    """A route whose parameter validation errors answer 422 with a `detail` sentence, like every other error."""
+    """A route whose errors (parameter validation included) answer with a `detail` sentence, always encodable."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -226,7 +242,9 @@ class SentenceRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as error:
-                return JSONResponse({"detail": validation_sentence(error)}, status_code=422)
+                return EncodableJSONResponse({"detail": validation_sentence(error)}, status_code=422)
+            except HTTPException as error:
+                return EncodableJSONResponse({"detail": error.detail}, status_code=error.status_code)
 
         return route
 
@@ -255,7 +273,7 @@ def create_router(
     `exclusive()` wraps restyling and imports (the web UI passes its GPU queue lock); training runs in
     `jobs`, which has its own lock and hooks. Larger request bodies are refused with 413.
     """
-    router = APIRouter(tags=["JoJoGAN"], route_class=SentenceRoute)
+    router = APIRouter(tags=["JoJoGAN"], route_class=SentenceRoute, default_response_class=EncodableJSONResponse)
     restyler = Restyler(runtime)
 
     def existing_pack(name: str) -> Path:
@@ -301,31 +319,41 @@ def create_router(
         """One style pack's metadata."""
         existing_pack(name)
         with http_errors("Reading the style pack"):
-            return pack_summary(pack_info(runtime, name), thumbnail)
+            return pack_summary(runtime.packs.info(name), thumbnail)
 
     @router.get("/packs/{name}/file")
-    def download_pack(name: str) -> FileResponse:
-        """The style pack's .safetensors file."""
+    def download_pack(name: str) -> StreamingResponse:
+        """The style pack's .safetensors file (opened first: a delete meanwhile answers 404 or the whole file)."""
         path = existing_pack(name)
-        return FileResponse(path, media_type="application/octet-stream", filename=path.name)
+        try:
+            file = path.open("rb")
+        except FileNotFoundError:
+            raise HTTPException(404, f"There is no style pack named '{path.stem}'; GET packs lists them.") from None
+        quoted = urllib.parse.quote(path.name)
+        disposition = f'filename="{path.name}"' if quoted == path.name else f"filename*=utf-8''{quoted}"
+        headers = {
+            "content-length": str(os.fstat(file.fileno()).st_size),
+            "content-disposition": f"attachment; {disposition}",
+        }
+        return StreamingResponse(file_chunks(file), media_type="application/octet-stream", headers=headers)
 
     @router.post("/packs", status_code=201)
     async def upload_pack(
         request: Request,
         name: str = Query(..., description="Name of the new style pack."),
         overwrite: bool = Query(False, description="Replace an existing pack of that name."),
+        filename: str | None = Query(None, description="The file's own name, used in messages (and for its kind)."),
     ) -> dict:
         """Add a style pack (.safetensors) or convert a JoJoGAN style (.pt); the raw file is the body."""
         with http_errors("Importing the style pack"):
-            stem = safe_pack_name(name)
-            runtime.packs.new_path(name, overwrite=overwrite)  # refuse a taken name before reading the body
+            runtime.packs.new_path(name, overwrite=overwrite)  # refuse a bad or taken name before reading the body
         with tempfile.TemporaryDirectory(prefix="jojogan-upload-") as folder:
-            upload = await save_upload(request, Path(folder), stem, max_upload_bytes)
+            upload = await save_upload(request, Path(folder), filename, max_upload_bytes)
 
             def work() -> dict:
                 with http_errors("Importing the style pack"), exclusive():
                     path = runtime.import_pack(upload, name, overwrite=overwrite)
-                    return pack_summary(pack_info(runtime, path.stem))
+                    return pack_summary(runtime.packs.info(path.stem))
 
             return await run_in_threadpool(work)
 
@@ -382,7 +410,7 @@ def create_router(
                     else None
                 )
                 job = jobs.start(references, body.args, test_face, overwrite=body.overwrite)
-            return {**job_view(job), "args": dump(body.args)}
+            return {**job_view(job), "args": dump(job.args)}
 
         return await run_in_threadpool(work)
 

@@ -85,6 +85,9 @@ def _refuse_lossy_values(model: type[BaseModel], data: Any) -> Any:
     if problems:
         raise ValueError("; ".join(problems))
     return cleaned
+# The widest soft edge of a pasted face (fraction of the crop side): a wider ramp would not fit inside the
+# paste mask's outline. faces/align.py reads it from here.
+MAX_FEATHER = 0.4
 
 
 class StrictModel(BaseModel):
@@ -126,6 +129,9 @@ class TrainArgs(StrictModel):
     references_are_aligned: bool = Field(
         False, description="The references are already square face crops: skip face detection and alignment."
     )
+    reference_face: int = Field(
+        0, ge=0, le=63, description="Which face of each reference to train on, largest first (0 = the largest)."
+    )
 
 
 class RestyleArgs(StrictModel):
@@ -142,7 +148,9 @@ class RestyleArgs(StrictModel):
     max_faces: int = Field(8, ge=1, le=64, description="At most this many faces per image.")
     confidence: float = Field(0.8, ge=0.05, le=1.0, description="Face detector confidence threshold.")
     min_face_size: int = Field(32, ge=8, le=4096, description="Ignore faces smaller than this (pixels).")
-    feather: float = Field(0.15, ge=0.0, le=0.5, description="Softness of the pasted edge, relative to the face size.")
+    feather: float = Field(
+        0.15, ge=0.0, le=MAX_FEATHER, description="Softness of the pasted edge, relative to the face size."
+    )
     color_match: bool = Field(False, description="Match the restyled face's colours to the original face.")
 
 

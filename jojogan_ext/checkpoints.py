@@ -259,6 +259,40 @@ MAX_HEADER_BYTES = 16 * 2**20  # our packs' headers are a few hundred KB (the th
 TENSOR_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 
 
+def safetensors_header_length(head: bytes, file_size: int, max_header_bytes: int = MAX_HEADER_BYTES) -> int | None:
+    """The header length when a file's first 9 bytes have safetensors' structure, else None.
+
+    The structure: an 8-byte little-endian length that fits the file and the limit, followed by `{`.
+    Never judged by a prefix alone: a valid header length can start with bytes a pickle starts with.
+    """
+    if len(head) < 9 or head[8:9] != b"{":
+        return None
+    length = int.from_bytes(head[:8], "little")
+    return length if 2 <= length <= max_header_bytes and 8 + length <= file_size else None
+
+
+def looks_like_pickle(head: bytes) -> bool:
+    """Whether bytes that are NOT a safetensors header start like torch.save's zip or a bare pickle."""
+    return head.startswith(ZIP_MAGIC) or head.startswith(b"\x80")
+
+
+def sniff_weights_file(path: Path) -> str | None:
+    """'safetensors', 'torch' (zip), 'legacy' (a bare pickle) or None, judged from the content, never the name.
+
+    'safetensors' means the file claims to be one (a `{` after the 8-byte length, or a valid structure);
+    the header check then says what, if anything, is wrong with it.
+    """
+    with path.open("rb") as file:
+        head = file.read(9)
+    if head[8:9] == b"{" or safetensors_header_length(head, path.stat().st_size) is not None:
+        return "safetensors"
+    if head.startswith(ZIP_MAGIC):
+        return "torch"
+    if head.startswith(b"\x80"):
+        return "legacy"
+    return None
+
+
 def check_safetensors_header(path: Path, max_header_bytes: int = MAX_HEADER_BYTES) -> dict:
     """Validate a safetensors header before any tensor is read: size, JSON, names, dtypes, offsets.
 
@@ -270,16 +304,19 @@ def check_safetensors_header(path: Path, max_header_bytes: int = MAX_HEADER_BYTE
 
     size = path.stat().st_size
     with path.open("rb") as file:
-        prefix = file.read(8)
-        if len(prefix) < 8:
+        head = file.read(9)
+        if size == 0:
+            raise refuse("it is empty")
+        if len(head) < 8:
             raise refuse("it is shorter than a header")
-        if prefix[:2] in (b"\x80\x02", b"\x80\x04", b"\x80\x05") or prefix[:4] == ZIP_MAGIC:
+        if safetensors_header_length(head, size, max_header_bytes) is None and looks_like_pickle(head):
             raise refuse("it is a pickle/PyTorch file renamed to .safetensors; it was not opened")
-        header_bytes = int.from_bytes(prefix, "little")
+        header_bytes = int.from_bytes(head[:8], "little")
         if header_bytes > max_header_bytes:
             raise refuse(f"its header claims {header_bytes} bytes (limit {max_header_bytes})")
         if 8 + header_bytes > size:
             raise refuse("its header points past the end of the file (truncated?)")
+        file.seek(8)
         raw = file.read(header_bytes)
 
     def no_duplicates(pairs: list) -> dict:
@@ -400,8 +437,8 @@ def load_jojogan_style(path: str | Path) -> dict[str, Tensor]:
 
     Style files come from strangers, so `.pt` files go through `read_untrusted_torch_checkpoint`.
     """
-    path = Path(path)
-    if path.suffix == ".safetensors":
+    path = _existing_file(path)
+    if path.suffix == ".safetensors" or sniff_weights_file(path) == "safetensors":
         content, _ = read_safetensors(path)
         state_dict = with_prefix(content, "g") or with_prefix(content, "g_ema")
         if not state_dict:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from . import __version__, weights
-from .args import RestyleArgs, TrainArgs, field_info, parse, schema
+from .args import RestyleArgs, TrainArgs, dump, field_info, parse, schema
 from .errors import JojoganError
 from .faces.detect import DEFAULT_NETWORK, NETWORKS
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(NETWORKS),
         default=DEFAULT_NETWORK,
         help="face detector (mobile0.25 is smaller and faster, resnet50 finds more faces)",
+    )
+    parser.add_argument(
+        "--skip-detector-check",
+        action="store_true",
+        help="trust a detector file that is not the catalog's without its one-time self-check (your own weights)",
     )
     parser.add_argument(
         "--max-image-pixels",
@@ -140,6 +145,7 @@ def make_runtime(options: argparse.Namespace):
         dtype=getattr(torch, options.precision),
         allow_download=options.download,
         detector_network=options.detector,
+        verify_detector=not options.skip_detector_check,
         on_download=download_bar(),
         image_limits=limits,
     )
@@ -179,6 +185,7 @@ def run_train(options: argparse.Namespace) -> None:
     args = parse(TrainArgs, {"name": options.name, **model_values(options, TrainArgs)})
     runtime = make_runtime(options)
     path = runtime.packs.new_path(args.name, overwrite=options.overwrite)
+    args = parse(TrainArgs, {**dump(args), "name": path.stem})  # the cleaned name titles the pack
     references = runtime.image_limits.open_all(image_files(options.references), "Reference")
     test_face = runtime.image_limits.open(options.test_face, "The test face") if options.test_face else None
     with tqdm(total=args.iterations, desc=f"training '{args.name}'", file=sys.stderr, disable=None) as bar:
@@ -187,7 +194,11 @@ def run_train(options: argparse.Namespace) -> None:
             bar.update(step - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}")
 
-        pack = finetune(runtime, references, args, on_progress, test_face=test_face)
+        def on_faces(chosen: list) -> None:
+            lines = [reference.describe(number) for number, reference in enumerate(chosen, 1)]
+            tqdm.write("training on " + "; ".join(lines), file=sys.stderr)
+
+        pack = finetune(runtime, references, args, on_progress, test_face=test_face, on_faces=on_faces)
     pack.save(path, options.dtype, overwrite=options.overwrite)
     print(f"saved style pack '{path.stem}' to {path}")
 

@@ -19,6 +19,7 @@ LABELS = {
     "min_face_size": "Minimum face size (px)",
     "name": "Style pack name",
     "references_are_aligned": "References are aligned face crops",
+    "reference_face": "Face in each reference (0 = largest)",
     "preserve_color": "Preserve colours",
     "identity_weight": "Identity weight",
     "seed": "Seed (-1 = random)",

@@ -16,6 +16,10 @@ class PackError(JojoganError):
     """A style pack is invalid, does not fit the base model, or its name is unsafe."""
 
 
+class MissingPackError(PackError):
+    """There is no style pack of that name (any more: another request may have just deleted it)."""
+
+
 class ImageError(JojoganError):
     """An input image cannot be used (not an image, truncated, too large)."""
 

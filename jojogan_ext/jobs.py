@@ -14,9 +14,9 @@ from typing import Any
 
 from PIL import Image
 
-from .args import TrainArgs
+from .args import TrainArgs, dump, parse
 from .errors import BusyError, CancelledError, JojoganError
-from .runtime import Runtime
+from .runtime import AlignedReference, Runtime
 from .train import check_training, finetune
 
 
@@ -33,6 +33,8 @@ class TrainingJob:
     preview: Image.Image | None = None
     message: str = ""
     pack_name: str | None = None
+    faces: list[str] = field(default_factory=list)  # which face of each reference trains
+    said_faces: bool = False  # a reference showed several faces, so the choice is part of the messages
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     cancel_requested: threading.Event = field(default_factory=threading.Event)
@@ -59,6 +61,7 @@ class TrainingJob:
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds, 1),
             "message": self.message,
             "pack": self.pack_name,
+            "faces": self.faces,
         }
 
 
@@ -93,10 +96,10 @@ class TrainingJobs:
         overwrite: bool = False,
     ) -> TrainingJob:
         """Queue a training; BusyError if one is already running, PackError if the name is taken or unsafe."""
-        if not references:
-            raise JojoganError("Give at least one reference portrait to train a style.")
-        self.runtime.packs.new_path(args.name, overwrite=overwrite)  # refuse a bad or taken name up front
-        check_training(self.runtime, args, test_face, fetch=False)  # bad options and every missing model file, at once
+        check_training(self.runtime, references, args, test_face, fetch=False)  # options, every missing model file
+        # refuse a bad or taken name up front; the job (its messages, the pack's title) uses the cleaned name
+        target = self.runtime.packs.new_path(args.name, overwrite=overwrite)
+        args = parse(TrainArgs, {**dump(args), "name": target.stem})
         with self._lock:
             if any(job.active for job in self._jobs.values()):
                 raise BusyError("A style is already training; wait for it to finish or cancel it.")
@@ -148,6 +151,19 @@ class TrainingJobs:
             if self.observe is not None:
                 self.observe(job)
 
+        def on_faces(chosen: list[AlignedReference]) -> None:
+            job.faces = [reference.describe(number) for number, reference in enumerate(chosen, 1)]
+            if any(reference.face_count > 1 for reference in chosen):  # a choice was made: say which
+                job.message = "Training on " + "; ".join(job.faces) + "."
+                job.said_faces = True
+                if self.observe is not None:
+                    self.observe(job)
+
+        def on_wait() -> None:
+            job.message = f"Step {job.step}/{job.total}: waiting for the device (a restyle is running)…"
+            if self.observe is not None:
+                self.observe(job)
+
         def should_stop() -> bool:
             return job.cancel_requested.is_set() or (self.interrupted is not None and self.interrupted())
 
@@ -158,7 +174,16 @@ class TrainingJobs:
                 try:
                     job.state, job.started = "running", time.monotonic()
                     job.message = "Aligning and inverting the references…"
-                    pack = finetune(self.runtime, references, job.args, on_progress, should_stop, test_face)
+                    pack = finetune(
+                        self.runtime,
+                        references,
+                        job.args,
+                        on_progress,
+                        should_stop,
+                        test_face,
+                        on_faces=on_faces,
+                        on_wait=on_wait,
+                    )
                     job.state, job.message = "saving", f"Saving style pack '{job.args.name}'…"
                     if self.observe is not None:
                         self.observe(job)
@@ -169,7 +194,8 @@ class TrainingJobs:
                     if self.after is not None:
                         self.after()
             job.pack_name, job.preview = path.stem, pack.preview
-            job.state, job.message = "done", f"Saved style pack '{path.stem}'."
+            trained_on = f", trained on {'; '.join(job.faces)}" if job.said_faces else ""
+            job.state, job.message = "done", f"Saved style pack '{path.stem}'{trained_on}."
         except CancelledError as error:
             job.state, job.message = "cancelled", str(error)
         except JojoganError as error:

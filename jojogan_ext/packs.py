@@ -27,14 +27,13 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .checkpoints import (
-    MAX_HEADER_BYTES,
-    ZIP_MAGIC,
     StyleGAN2Checkpoint,
     check_safetensors_header,
     load_jojogan_style,
     read_safetensors,
+    sniff_weights_file,
 )
-from .errors import CancelledError, CheckpointError, ImageError, PackError
+from .errors import CancelledError, CheckpointError, ImageError, MissingPackError, PackError
 from .files import commit, temp_sibling
 from .images import open_image
 from .nn.stylegan2 import Generator
@@ -53,6 +52,14 @@ THUMBNAIL_PREFIX = "data:image/png;base64,"
 # a pack's embedded thumbnail is at most 256 px by our writer; anything far larger is refused unread
 MAX_THUMBNAIL_PIXELS = 1024 * 1024
 MAX_THUMBNAIL_BYTES = 4 * 2**20
+# What a pack's header may carry (the listing serves metadata to browsers; our own packs use a few KB plus
+# the thumbnail): entries, bytes of one entry and of all together (key + value, UTF-8), the thumbnail's
+# data: URI on its own (a 256-px PNG is ~100-300 KB), and so the header as a whole.
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_VALUE_BYTES = 32 * 1024
+MAX_METADATA_BYTES = 256 * 1024
+MAX_THUMBNAIL_URI_BYTES = 1024 * 1024
+MAX_PACK_HEADER_BYTES = 4 * 2**20  # the tensor entries of a 1024 pack take ~40 KB
 LICENSE = "NVIDIA Source Code License-NC (inherits the StyleGAN2-FFHQ weights' non-commercial terms)"
 
 
@@ -75,14 +82,20 @@ def generator_config(generator: Generator) -> dict:
     }
 
 
+def plain_file_name(name: str) -> str:
+    """`name` in NFKC with every character but letters, digits, '-', '_', '.', ' ', '(' and ')' made '_',
+    and leading/trailing dots and spaces removed (may be empty)."""
+    cleaned = unicodedata.normalize("NFKC", str(name)).strip()
+    return re.sub(r"[^\w\-. ()]+", "_", cleaned).strip(" ._")
+
+
 def safe_pack_name(name: str) -> str:
     """A file-system-safe pack name (NFKC, no paths, no control or reserved names) or a PackError.
 
     Unicode look-alikes of '/' or '.' become those characters first (NFKC), then every character that is
     not a letter, digit, '-', '_', '.', ' ', '(' or ')' becomes '_'; leading/trailing dots and spaces go.
     """
-    cleaned = unicodedata.normalize("NFKC", str(name)).strip()
-    cleaned = re.sub(r"[^\w\-. ()]+", "_", cleaned).strip(" ._")
+    cleaned = plain_file_name(name)
     if cleaned.lower().endswith(PACK_SUFFIX):
         cleaned = cleaned[: -len(PACK_SUFFIX)].strip(" ._")
     shown = repr(str(name)[:40])
@@ -318,22 +331,36 @@ def write_pack_files(
         preview_temp.unlink(missing_ok=True)
 
 
+def no_such_pack(path: Path) -> MissingPackError:
+    """The refusal for a pack that is not there (or vanished while it was being read)."""
+    return MissingPackError(f"There is no style pack named '{path.stem}' in {path.parent}.")
+
+
 def read_pack_metadata(path: str | Path) -> dict[str, str]:
-    """Only the header of a pack (fast, no tensors), validated as ours."""
+    """Only the header of a pack (fast, no tensors, at most MAX_PACK_HEADER_BYTES read), validated as ours."""
     path = Path(path)
     try:
-        header = check_safetensors_header(path)
+        header = check_safetensors_header(path, MAX_PACK_HEADER_BYTES)
     except CheckpointError as error:
         raise PackError(str(error)) from None
+    except FileNotFoundError:
+        raise no_such_pack(path) from None
     except OSError as error:
         raise PackError(f"{path.name} cannot be read: {error.strerror or error}.") from None
+    return validate_pack_header(path, header)
+
+
+def validate_pack_header(path: Path, header: dict) -> dict[str, str]:
+    """A pack's metadata, refused unless it is ours, within the limits and agrees with the tensor shapes."""
     metadata = header.get("__metadata__", {})
     validate_metadata(path, metadata)
+    shapes = {key: entry["shape"] for key, entry in header.items() if key != "__metadata__"}
+    check_declared_config(path, metadata, shapes)
     return metadata
 
 
 def validate_metadata(path: Path, metadata: dict[str, str]) -> None:
-    """Refuse files that are not our packs (a LoRA, say) or come from a newer format."""
+    """Refuse files that are not our packs (a LoRA, say), come from a newer format, or carry too much metadata."""
     version = metadata.get("jojogan.format_version")
     if version is None:
         raise PackError(f"{path.name} is not a JoJoGAN style pack (no jojogan metadata); is it a LoRA or a checkpoint?")
@@ -341,16 +368,72 @@ def validate_metadata(path: Path, metadata: dict[str, str]) -> None:
         raise PackError(
             f"{path.name} uses style pack format {version!r}; this version reads format {FORMAT_VERSION}: update the extension."
         )
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise PackError(
+            f"{path.name} carries {len(metadata)} metadata entries (limit {MAX_METADATA_ENTRIES}); it was not written "
+            "by this extension or was edited: re-save it without the extra entries."
+        )
+    total = 0
+    for key, value in metadata.items():
+        size = len(key.encode("utf-8", "surrogatepass")) + len(value.encode("utf-8", "surrogatepass"))
+        limit = MAX_THUMBNAIL_URI_BYTES if key == THUMBNAIL_KEY else MAX_METADATA_VALUE_BYTES
+        if size > limit:
+            raise PackError(
+                f"{path.name}: its metadata entry {key[:60]!r} holds {size} bytes (limit {limit}); "
+                "re-save the pack with a shorter one."
+            )
+        total += 0 if key == THUMBNAIL_KEY else size
+    if total > MAX_METADATA_BYTES:
+        raise PackError(
+            f"{path.name} carries {total} bytes of metadata (limit {MAX_METADATA_BYTES}, the thumbnail aside); "
+            "re-save the pack with less."
+        )
+
+
+def config_of_shapes(shapes: dict[str, list[int]]) -> dict | None:
+    """size, style_dim and channels as the synthesis tensors' shapes imply them (None when keys are missing)."""
+    try:
+        blocks = sum(1 for key in shapes if re.fullmatch(r"to_rgbs\.\d+\.bias", key))
+        channels = {"4": shapes["conv1.conv.weight"][1]}
+        for block in range(blocks):
+            channels[str(2 ** (block + 3))] = shapes[f"convs.{2 * block}.conv.weight"][1]
+        return {"size": 2 ** (blocks + 2), "style_dim": shapes["conv1.conv.modulation.weight"][1], "channels": channels}
+    except (KeyError, IndexError):
+        return None  # the fit check against the base names what is missing
+
+
+def check_declared_config(path: Path, metadata: dict[str, str], shapes: dict[str, list[int]]) -> None:
+    """Refuse a pack whose `jojogan.config` (size, style_dim, channels) contradicts its tensors."""
+    if "jojogan.config" not in metadata:
+        return
+    try:
+        declared = json.loads(metadata["jojogan.config"])
+    except json.JSONDecodeError:
+        declared = None
+    if not isinstance(declared, dict):
+        raise PackError(f"{path.name}: its jojogan.config metadata is not a JSON object; the pack is damaged.")
+    actual = config_of_shapes(shapes)
+    if actual is None:
+        return
+    declared_channels = declared.get("channels", {})
+    if isinstance(declared_channels, dict):  # the base's table reaches beyond the pack's size: compare the pack's
+        declared = declared | {"channels": {res: declared_channels.get(res) for res in actual["channels"]}}
+    for key, value in actual.items():
+        if key in declared and declared[key] != value:
+            raise PackError(
+                f"{path.name} declares {key} {json.dumps(declared[key])[:80]} in its jojogan.config, but its tensors "
+                f"have {json.dumps(value)[:80]}; the pack is damaged or was edited."
+            )
 
 
 def load_pack(path: str | Path) -> StylePack:
-    """Read and validate a style pack (metadata, tensor dtypes, finite values); never unpickles."""
+    """Read and validate a style pack (header, metadata, tensor dtypes, finite values); never unpickles."""
     path = Path(path)
+    read_pack_metadata(path)  # the pack's limits and checks, before any tensor is read
     try:
         tensors, metadata = read_safetensors(path)
     except CheckpointError as error:
-        raise PackError(str(error)) from None
-    validate_metadata(path, metadata)
+        raise (PackError(str(error)) if path.exists() else no_such_pack(path)) from None
     for key, value in tensors.items():
         if value.dtype not in DTYPES.values():
             raise PackError(f"{path.name}: tensor {key} has dtype {value.dtype}; packs hold float16/32 weights.")
@@ -399,17 +482,26 @@ def import_jojogan_style(
     return pack.save(dst, dtype, overwrite=overwrite)
 
 
-def sniff_weights_file(path: Path) -> str | None:
-    """'safetensors', 'torch' (zip), 'legacy' (a bare pickle) or None, judged from the first bytes, never the name."""
-    with path.open("rb") as file:
-        head = file.read(9)
-    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= MAX_HEADER_BYTES:
+def import_kind(source: Path) -> str:
+    """The one import gate's first look: 'safetensors' or 'torch', judged by content; else a PackError sentence.
+
+    A file named `.safetensors` must hold safetensors (the header check names what is wrong with it, a
+    renamed pickle included); any other name is judged by its content alone.
+    """
+    if not source.is_file():
+        raise PackError(f"{source.name} does not exist or is not a file.")
+    if source.stat().st_size == 0:
+        raise PackError(
+            f"{source.name} is empty (0 bytes); choose the style pack (.safetensors) or JoJoGAN style (.pt) itself."
+        )
+    kind = sniff_weights_file(source)
+    if source.suffix == PACK_SUFFIX or kind == "safetensors":
         return "safetensors"
-    if head.startswith(ZIP_MAGIC):
-        return "torch"
-    if head.startswith(b"\x80"):
-        return "legacy"
-    return None
+    if kind in ("torch", "legacy"):
+        return "torch"  # the untrusted reader refuses legacy pickles and anything but tensors
+    raise PackError(
+        f"{source.name} is neither a style pack (.safetensors) nor a JoJoGAN style (.pt); use one of those."
+    )
 
 
 @dataclass
@@ -420,6 +512,7 @@ class PackInfo:
     path: Path
     metadata: dict[str, str] = field(default_factory=dict)
     preview: Path | None = None
+    size_bytes: int = 0  # the file's size when it was listed (it may be gone by the time this is shown)
 
     @property
     def title(self) -> str:
@@ -449,11 +542,21 @@ class PackLibrary:
         return path
 
     def existing(self, name: str) -> Path:
-        """The file of an existing pack, or a PackError saying it is not there."""
+        """The file of an existing pack, or a MissingPackError saying it is not there."""
         path = self.path_for(name)
         if not path.is_file():
-            raise PackError(f"There is no style pack named '{path.stem}' in {self.folder}.")
+            raise no_such_pack(path)
         return path
+
+    def info(self, name: str) -> PackInfo:
+        """Header-only info of one existing pack; MissingPackError when it is absent or vanishes meanwhile."""
+        path = self.existing(name)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise no_such_pack(path) from None
+        preview = preview_path(path)
+        return PackInfo(path.stem, path, read_pack_metadata(path), preview if preview.is_file() else None, size)
 
     def list(self) -> list[PackInfo]:
         """Every readable pack, sorted by name; unreadable files are skipped (see `problems`)."""
@@ -464,6 +567,7 @@ class PackLibrary:
         return [info for info in self._scan() if isinstance(info, str)]
 
     def _scan(self) -> list[PackInfo | str]:
+        """Packs and problem sentences; a file that vanishes while it is read is simply not listed."""
         if not self.folder.is_dir():
             return []
         found: list[PackInfo | str] = []
@@ -475,15 +579,15 @@ class PackLibrary:
                     raise PackError(
                         f"{path.name!r} is not a usable pack name; rename it to {safe_pack_name(path.stem)!r}."
                     )
-                metadata = read_pack_metadata(path)
+                found.append(self.info(path.stem))
+            except MissingPackError:
+                continue
             except PackError as error:
                 found.append(str(error))
-                continue
-            preview = preview_path(path)
-            found.append(PackInfo(path.stem, path, metadata, preview if preview.is_file() else None))
         return found
 
     def load(self, name: str) -> StylePack:
+        """A pack by name, fully validated; MissingPackError when it is absent or vanishes meanwhile."""
         return load_pack(self.existing(name))
 
     def rename(self, old: str, new: str) -> Path:
@@ -493,6 +597,8 @@ class PackLibrary:
             commit(source, target, overwrite=False)
         except FileExistsError:
             raise PackError(f"A style pack named '{target.stem}' already exists; choose another name.") from None
+        except FileNotFoundError:
+            raise no_such_pack(source) from None
         if preview_path(source).is_file():
             commit(preview_path(source), preview_path(target))
         return target
@@ -517,19 +623,9 @@ class PackLibrary:
         """
         source = Path(source)
         target = self.new_path(name, overwrite=overwrite)
-        if not source.is_file():
-            raise PackError(f"{source.name} does not exist or is not a file.")
-        if source.suffix == PACK_SUFFIX:
-            is_pack = self._is_pack_file(source)  # the header check names what is wrong with anything else
-        else:
-            kind = sniff_weights_file(source)
-            if kind is None:
-                raise PackError(
-                    f"{source.name} is neither a style pack (.safetensors) nor a JoJoGAN style (.pt); use one of those."
-                )
-            if kind == "safetensors":
-                raise PackError(f"{source.name} holds safetensors data; rename it to end in {PACK_SUFFIX} and retry.")
-            is_pack = False  # a .pt: the untrusted reader refuses legacy pickles and anything but tensors
+        # the header check names what is wrong with anything else; a safetensors without our metadata but
+        # with `g.*` tensors is a JoJoGAN style, like a .pt
+        is_pack = import_kind(source) == "safetensors" and self._is_pack_file(source)
         checkpoint = base()  # after the cheap checks: a foreign file is refused even without the base model
         base_fingerprint = fingerprint() if fingerprint is not None else None
         if not is_pack:  # a JoJoGAN style: .pt, or safetensors with `g.*` tensors
@@ -560,11 +656,14 @@ class PackLibrary:
         metadata = header.get("__metadata__", {})
         if "jojogan.format_version" not in metadata and any(key.startswith(("g.", "g_ema.")) for key in header):
             return False
-        validate_metadata(source, metadata)
+        validate_pack_header(source, header)
         return True
 
     def delete(self, name: str) -> None:
         """Delete a pack and its preview."""
         path = self.existing(name)
-        path.unlink()
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            raise no_such_pack(path) from None
         preview_path(path).unlink(missing_ok=True)

@@ -22,6 +22,8 @@ GENERATOR_BATCH = 4
 # GPU memory one restyle needs at 1024: e4e, the base and the blended generator, one batch's activations,
 # with margin (an estimate, handed to the host's memory manager before the models go to the GPU)
 RESTYLE_GPU_BYTES = 3 * 2**30
+# a wait for the device shorter than this is not mentioned in the result's message
+WAIT_WORTH_SAYING = 0.5
 
 
 @dataclass
@@ -67,6 +69,17 @@ class Restyler:
             raise JojoganError("Choose a style pack to restyle faces with.")
         self.runtime.packs.existing(args.pack)  # a misspelt pack is reported even when no face is found
         self.runtime.require_models(detector=faces is None)  # every missing model file, named at once
+        result, waited = self.runtime.on_device(lambda: self._restyle(image, args, faces, should_stop))
+        if waited >= WAIT_WORTH_SAYING:
+            result.message += (
+                f" It waited {waited:.1f} s for its turn on the device (one restyle or training at a time)."
+            )
+        return result
+
+    def _restyle(
+        self, image: Image.Image, args: RestyleArgs, faces: list[Face] | None, should_stop: Callable[[], bool] | None
+    ) -> RestyleResult:
+        """The pipeline itself, run in the device's turn: faces → align → invert → synthesis → paste."""
         rgb = to_rgb(image)
         if faces is None:
             faces = self.find_faces(rgb, args)

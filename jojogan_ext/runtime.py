@@ -5,9 +5,13 @@ The fronts (web UI, API, CLI, app) create one `Runtime` and pass it around; noth
 """
 
 import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from PIL import Image
@@ -18,16 +22,35 @@ from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_tor
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import DEFAULT_NETWORK, NETWORKS, Face, FaceDetector
+from .faces.selfcheck import DetectorVerdicts
 from .files import remove_stale_temp_files
 from .images import ImageLimits
 from .invert import Inverter
 from .nn.stylegan2 import Generator
-from .packs import PackLibrary, generator_fingerprint
+from .packs import PackLibrary, generator_fingerprint, no_such_pack
 from .train import render_preview
 
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"
 VGG_FILE = "vgg16-397923af.pth"
+T = TypeVar("T")
+DETECTOR_VERDICTS_FILE = "detector_checks.json"  # in <models>/base: each hand-placed detector's self-check
+
+
+@dataclass(frozen=True)
+class AlignedReference:
+    """One training reference as an aligned crop, and which of its detected faces that is."""
+
+    image: Image.Image  # RGB, align_size x align_size
+    face_index: int | None  # in the documented order (0 = largest); None when the image was already a face crop
+    face_count: int
+
+    def describe(self, number: int) -> str:
+        """Which face reference `number` contributed, in words (for the UI, the API and the CLI)."""
+        if self.face_index is None:
+            return f"reference {number}: the whole image (an aligned crop)"
+        order = "the largest" if self.face_index == 0 else "by size, 0 = the largest"
+        return f"reference {number}: face {self.face_index} of {self.face_count} ({order})"
 
 
 def flatten_stylegan2(path: Path) -> dict[str, Tensor]:
@@ -81,6 +104,8 @@ class Runtime:
         lpips: torch.nn.Module | None = None,
         image_limits: ImageLimits | None = None,
         cudnn_benchmark: bool = True,
+        verify_detector: bool = True,
+        device_slots: int = 1,
     ):
         self.models_dir = Path(models_dir)
         self.cudnn_benchmark = cudnn_benchmark  # let cuDNN time its algorithms during training (CUDA only)
@@ -89,6 +114,7 @@ class Runtime:
         self.dtype = dtype
         self.allow_download = allow_download
         self.detector_network = detector_network
+        self.verify_detector = verify_detector  # a detector file not in the catalog must pass its self-check
         self.on_download = on_download
         # called with the bytes a GPU job is about to need, so a host can unload its own models first (Forge)
         self.make_room: Callable[[int], None] | None = None
@@ -100,6 +126,45 @@ class Runtime:
         self._fingerprint: str | None = None
         self._pack_cache: tuple[tuple, Generator] | None = None
         self._lock = threading.RLock()
+        if device_slots < 1:
+            raise ValueError(f"device_slots must be >= 1, not {device_slots}")
+        self.device_slots = device_slots  # heavy work at once on the device; the rest waits its turn (on_device)
+        self._device_workers: ThreadPoolExecutor | None = None  # started on first use
+        self._device_queued = 0
+        self._device_local = threading.local()
+
+    # --- the device ------------------------------------------------------------------------------------
+    def on_device(self, work: Callable[[], T], on_wait: Callable[[], None] | None = None) -> tuple[T, float]:
+        """Run heavy work (a restyle, a training step) on the runtime's device workers; returns (result, wait in s).
+
+        `device_slots` worker threads (1 by default) do all of it, so concurrent requests wait their turn
+        instead of each growing its own buffers (every thread that computes keeps its own allocator pool);
+        `on_wait()` is called when the work must wait. Work that is already on a device worker runs inline.
+        """
+        if getattr(self._device_local, "is_worker", False):
+            return work(), 0.0
+        with self._lock:
+            if self._device_workers is None:
+                self._device_workers = ThreadPoolExecutor(
+                    self.device_slots, "jojogan-device", initializer=self._mark_device_worker
+                )
+            busy, self._device_queued = self._device_queued >= self.device_slots, self._device_queued + 1
+        submitted = time.monotonic()
+        if busy and on_wait is not None:
+            on_wait()
+
+        def timed() -> tuple[T, float]:
+            waited = time.monotonic() - submitted
+            try:
+                return work(), waited
+            finally:
+                with self._lock:
+                    self._device_queued -= 1
+
+        return self._device_workers.submit(timed).result()
+
+    def _mark_device_worker(self) -> None:
+        self._device_local.is_worker = True
 
     # --- files -------------------------------------------------------------------------------------
     def require(self, *names: str) -> dict[str, Path]:
@@ -193,15 +258,20 @@ class Runtime:
 
     @property
     def detector(self) -> FaceDetector:
-        """RetinaFace (facexlib); weights found in our folders, the web UI's GFPGAN folder or facexlib's."""
+        """RetinaFace (facexlib); weights found in our folders, the web UI's GFPGAN folder or facexlib's.
+
+        A file that is not the catalog's (by sha256) must pass the self-check once (`faces.selfcheck`).
+        """
         with self._lock:
             if self._detector is None:
                 if self.detector_network not in NETWORKS:
                     raise JojoganError(f"Unknown face detector '{self.detector_network}'; use {', '.join(NETWORKS)}.")
                 name = NETWORKS[self.detector_network][1]
-                self._detector = FaceDetector(
-                    self.require(name)[name], network=self.detector_network, device=self.device
-                )
+                detector = FaceDetector(self.require(name)[name], network=self.detector_network, device=self.device)
+                if self.verify_detector:
+                    verdicts = DetectorVerdicts(self.models_dir / "base" / DETECTOR_VERDICTS_FILE)
+                    verdicts.require_sound(detector, weights.CATALOG[name].sha256)
+                self._detector = detector
             return self._detector
 
     @property
@@ -232,12 +302,14 @@ class Runtime:
         """Faces in `image`, in the detector's documented order (largest first)."""
         return self.detector.detect(image)
 
-    def align_references(self, images: Sequence[Image.Image], already_aligned: bool) -> list[Image.Image]:
-        """Training references as aligned square crops: detected + FFHQ-aligned, or centre-cropped."""
+    def align_references(
+        self, images: Sequence[Image.Image], already_aligned: bool, face_index: int = 0
+    ) -> list[AlignedReference]:
+        """Training references as aligned square crops: face `face_index` (largest first) FFHQ-aligned, or centre-cropped."""
         aligned = []
         for number, image in enumerate(images, 1):
             if already_aligned:
-                aligned.append(center_crop_face(image, self.align_size).image)
+                aligned.append(AlignedReference(center_crop_face(image, self.align_size).image, None, 1))
                 continue
             faces = self.detect(image)
             if not faces:
@@ -245,8 +317,15 @@ class Runtime:
                     f"No face was found in reference {number}; if it is already a face crop, tick "
                     "'references are aligned'."
                 )
-            best = max(faces, key=lambda face: face.score)
-            aligned.append(align_face(image, best.landmarks5, self.align_size).image)
+            if face_index >= len(faces):
+                raise JojoganError(
+                    f"Reference {number} shows {len(faces)} face{'s' if len(faces) != 1 else ''}, so there is no face "
+                    f"{face_index} (0 = the largest); choose a face from 0 to {len(faces) - 1}."
+                )
+            chosen = faces[face_index]
+            aligned.append(
+                AlignedReference(align_face(image, chosen.landmarks5, self.align_size).image, face_index, len(faces))
+            )
         return aligned
 
     def invert(self, aligned: Sequence[Image.Image]) -> Tensor:
@@ -266,7 +345,10 @@ class Runtime:
         The last one is kept for reuse (restyling a batch of images builds it once).
         """
         path = self.packs.existing(name)
-        key = (str(path), path.stat().st_mtime_ns, round(float(strength), 4), self.dtype)
+        try:
+            key = (str(path), path.stat().st_mtime_ns, round(float(strength), 4), self.dtype)
+        except FileNotFoundError:  # deleted a moment ago
+            raise no_such_pack(path) from None
         with self._lock:
             if self._pack_cache is None or self._pack_cache[0] != key:
                 self._pack_cache = None  # free the old copy before building the new one

@@ -25,7 +25,7 @@ from .nn.stylegan2 import Generator
 from .packs import StylePack, make_pack
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .runtime import AlignedReference, Runtime
 
 
 def style_layers(n_latent: int, preserve_color: bool) -> list[int]:
@@ -84,6 +84,7 @@ class TrainingRun:
     targets: Tensor  # [N, 3, size, size] in [-1, 1]
     preview_latent: Tensor  # [1, n_latent, style_dim]
     identity: tuple[Tensor, Tensor] | None  # (latent [1, n_latent, D], target [1, 3, size, size])
+    faces: list["AlignedReference"]  # the aligned references and which face of each one trains
 
 
 class Finetuner:
@@ -96,8 +97,7 @@ class Finetuner:
     def __init__(
         self, runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
     ):
-        if not references:
-            raise JojoganError("Give at least one reference portrait to train a style.")
+        check_training(runtime, references, args, test_face)
         self.runtime, self.args, self.references = runtime, args, len(references)
         self.started = time.monotonic()
         self.seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
@@ -174,6 +174,7 @@ class Finetuner:
             "time": round(time.monotonic() - self.started, 1),
             "device": str(self.run.latents.device),
             "final_loss": self.last_loss,
+            "reference_faces": [face.describe(number) for number, face in enumerate(self.run.faces, 1)],
         }
         return make_pack(
             self.generator,
@@ -193,26 +194,34 @@ def finetune(
     should_stop: Callable[[], bool] | None = None,
     test_face: Image.Image | None = None,
     preview_interval: float = 2.0,
+    on_faces: Callable[[list["AlignedReference"]], None] | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> StylePack:
     """JoJoGAN: finetune the base generator's synthesis network on the references; returns the pack (unsaved).
 
     `on_progress(step, total, loss, preview)` runs after every step; `preview` is an image of the test
     face (or first reference) at the first and last step and at most every `preview_interval` seconds,
-    else None. `should_stop()` is checked before every step and cancels with CancelledError.
+    else None. `should_stop()` is checked before every step and cancels with CancelledError. `on_faces(references)`
+    hears, once the references are aligned, which face of each one trains (the documented order, largest first);
+    `on_wait()` hears that the device is busy (a restyle) and the training waits for its turn.
     """
-    tuner = Finetuner(runtime, references, args, test_face)
+    tuner, _ = runtime.on_device(lambda: Finetuner(runtime, references, args, test_face), on_wait)
+    if on_faces is not None:
+        on_faces(tuner.run.faces)
     last_preview = -math.inf
     with tuner.session():
         for step in range(1, args.iterations + 1):
             if should_stop is not None and should_stop():
                 raise CancelledError("Training was cancelled; no style pack was saved.")
-            loss = tuner.step()
+            loss, _ = runtime.on_device(tuner.step, on_wait)  # step by step: restyles take their turns between
+            preview = None
+            if on_progress is not None and (
+                step in (1, args.iterations) or time.monotonic() - last_preview >= preview_interval
+            ):
+                (preview, _), last_preview = runtime.on_device(tuner.preview, on_wait), time.monotonic()
             if on_progress is not None:
-                preview = None
-                if step in (1, args.iterations) or time.monotonic() - last_preview >= preview_interval:
-                    preview, last_preview = tuner.preview(), time.monotonic()
                 on_progress(step, args.iterations, loss, preview)
-    return tuner.pack()
+    return runtime.on_device(tuner.pack, on_wait)[0]
 
 
 def autocast_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype | None:
@@ -229,22 +238,41 @@ def grad_scaler(enabled: bool) -> "torch.cuda.amp.GradScaler":
     return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
-def check_training(runtime: "Runtime", args: TrainArgs, test_face: Image.Image | None, *, fetch: bool = True) -> None:
-    """Everything a training needs before its first expensive step: its inputs, then every model file at once."""
+def check_training(
+    runtime: "Runtime",
+    references: Sequence[Image.Image],
+    args: TrainArgs,
+    test_face: Image.Image | None,
+    *,
+    fetch: bool = True,
+) -> None:
+    """Refuse, before the first expensive step (alignment, inversion), a training that could not finish.
+
+    Its inputs first, then every model file it needs at once (see `Runtime.require_models`). With `fetch`
+    (not when a caller must answer at once) the models are loaded too, so a base without a discriminator
+    or an unreadable VGG16 is reported up front as well.
+    """
+    if not references:
+        raise JojoganError("Give at least one reference portrait to train a style.")
     if args.identity_weight > 0 and test_face is None:
         raise JojoganError("The identity option needs a test face photo: add one, or set the identity weight to 0.")
-    runtime.require_models(
-        detector=not args.references_are_aligned, lpips=args.loss == "lpips" or args.identity_weight > 0, fetch=fetch
-    )
+    needs_lpips = args.loss == "lpips" or args.identity_weight > 0
+    runtime.require_models(detector=not args.references_are_aligned, lpips=needs_lpips, fetch=fetch)
+    if not fetch:
+        return
+    if args.loss == "discriminator" and runtime.base.discriminator is None:
+        raise JojoganError("The base checkpoint has no discriminator; choose the LPIPS loss instead.")
+    if needs_lpips:
+        runtime.lpips  # noqa: B018 (loads LPIPS, or raises naming the VGG16 file)
 
 
 def prepare_run(
     runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
 ) -> TrainingRun:
     """Align and invert the references (and the test face), and make the trainable generator copy."""
-    check_training(runtime, args, test_face)
     base = runtime.base.generator
-    aligned = runtime.align_references(references, args.references_are_aligned)
+    chosen = runtime.align_references(references, args.references_are_aligned, args.reference_face)
+    aligned = [reference.image for reference in chosen]
     latents = runtime.invert(aligned)  # [N, n_latent, style_dim]
     targets = faces_to_tensor(aligned, base.size).to(latents.device)
     generator = copy.deepcopy(base).to(latents.device)
@@ -253,11 +281,11 @@ def prepare_run(
         parameter.requires_grad_(True)
     preview_latent, identity = latents[:1], None
     if test_face is not None:
-        test_aligned = runtime.align_references([test_face], args.references_are_aligned)
+        test_aligned = [runtime.align_references([test_face], args.references_are_aligned)[0].image]
         preview_latent = runtime.invert(test_aligned)
         if args.identity_weight > 0:
             identity = (preview_latent, faces_to_tensor(test_aligned, base.size).to(latents.device))
-    return TrainingRun(generator, latents, targets, preview_latent, identity)
+    return TrainingRun(generator, latents, targets, preview_latent, identity, chosen)
 
 
 def make_loss(runtime: "Runtime", args: TrainArgs, targets: Tensor) -> Callable[[Tensor], Tensor]:
@@ -265,10 +293,7 @@ def make_loss(runtime: "Runtime", args: TrainArgs, targets: Tensor) -> Callable[
     if args.loss == "lpips":
         lpips_model = runtime.lpips
         return lambda image: lpips_distance(lpips_model, image, targets)
-    discriminator = runtime.base.discriminator
-    if discriminator is None:
-        raise JojoganError("The base checkpoint has no discriminator; choose the LPIPS loss instead.")
-    discriminator = discriminator.to(targets.device).eval().requires_grad_(False)
+    discriminator = runtime.base.discriminator.to(targets.device).eval().requires_grad_(False)
     with torch.no_grad():
         real_features = discriminator.features(targets)
     return lambda image: feature_loss(discriminator.features(image), real_features)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from . import weights
 from .accordion import ACCORDION_FIELDS, restyle_control, restyle_values
-from .api import MAX_REFERENCES, pack_info
+from .api import MAX_REFERENCES
 from .args import RestyleArgs, TrainArgs, field_info, parse
 from .controls import checkbox, choices_dropdown, label, number, slider, whole_numbers
 from .errors import ImageError, JojoganError
@@ -43,6 +43,7 @@ RESTYLE_TAB_FIELDS = ACCORDION_FIELDS[1:]
 TRAIN_FIELDS = (
     "name",
     "references_are_aligned",
+    "reference_face",
     "iterations",
     "strength",
     "preserve_color",
@@ -158,7 +159,8 @@ def progress_text(job: TrainingJob) -> str:
     """One line about a training job: step/total, loss and ETA while running, else its message."""
     if job.state != "running" or job.step == 0:
         return job.message or f"Training '{job.args.name}': {job.state}…"
-    parts = [f"Training '{job.args.name}': step {job.step}/{job.total}"]
+    on = f" on {'; '.join(job.faces)}" if job.said_faces else ""
+    parts = [f"Training '{job.args.name}'{on}: step {job.step}/{job.total}"]
     if job.loss is not None:
         parts.append(f"loss {job.loss:.4f}")
     if job.eta_seconds is not None:
@@ -244,15 +246,17 @@ class TabHandlers:
     # --- Train -----------------------------------------------------------------------------------
     @shows_errors(outputs=2)
     def prepare(
-        self, files: Sequence[Any] | None, test_face: Any, aligned: bool
+        self, files: Sequence[Any] | None, test_face: Any, aligned: bool, reference_face: float | None = 0
     ) -> tuple[str, list[tuple[Image.Image, str]]]:
         """JoJoGAN's paired data: each reference aligned, next to its e4e inversion rendered by the base model."""
         references = self.references(files)
         test = self.test_face(test_face)
-        faces = references + ([test] if test is not None else [])
         self.runtime.require_models(detector=not aligned)  # every missing model file, named at once
         with self.exclusive():
-            aligned_faces = self.runtime.align_references(faces, bool(aligned))
+            chosen = self.runtime.align_references(references, bool(aligned), int(reference_face or 0))
+            if test is not None:
+                chosen += self.runtime.align_references([test], bool(aligned))
+            aligned_faces = [reference.image for reference in chosen]
             w_plus = self.runtime.invert(aligned_faces)  # [N, n_latent, style_dim]
             generator = self.runtime.base.generator
             inversions = [render_preview(generator, w_plus[i : i + 1]) for i in range(len(aligned_faces))]
@@ -262,6 +266,8 @@ class TabHandlers:
             items += [(face, f"{what} aligned"), (inversion, f"{what} inverted")]
         count = len(references)
         message = f"Prepared {count} reference{'s' if count != 1 else ''}: aligned crops and their inversions."
+        if any(reference.face_count > 1 for reference in chosen[:count]):  # say which face was taken
+            message += " Training on " + "; ".join(r.describe(n) for n, r in enumerate(chosen[:count], 1)) + "."
         return message, items
 
     @shows_errors(outputs=2 + LIBRARY_OUTPUTS)
@@ -330,8 +336,8 @@ class TabHandlers:
         """The selected pack's metadata (the status is left alone when all is well)."""
         if not name:
             return gr.update(), None
-        info = pack_info(self.runtime, name)
-        details = {"name": info.name, "file": info.path.name, "size_bytes": info.path.stat().st_size}
+        info = self.runtime.packs.info(name)
+        details = {"name": info.name, "file": info.path.name, "size_bytes": info.size_bytes}
         return gr.update(), {**details, **readable_metadata(info.metadata)}
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
@@ -448,7 +454,7 @@ def build_tab(
 
         train["prepare"].click(
             handlers.prepare,
-            inputs=[train["references"], train["test_face"], train["aligned"]],
+            inputs=[train["references"], train["test_face"], train["aligned"], train["reference_face"]],
             outputs=[train["status"], train["pairs"]],
         )
         train["train"].click(
@@ -509,6 +515,7 @@ def build_train_tab() -> dict[str, Any]:
                 elem_id="jojogan_name",
             )
             aligned = checkbox(TrainArgs, "references_are_aligned", "jojogan_references_are_aligned")
+            reference_face = number(TrainArgs, "reference_face", "jojogan_reference_face")
             iterations = slider(TrainArgs, "iterations", "jojogan_iterations")
             strength = slider(TrainArgs, "strength", "jojogan_train_strength")
             preserve_color = checkbox(TrainArgs, "preserve_color", "jojogan_preserve_color")
@@ -537,6 +544,7 @@ def build_train_tab() -> dict[str, Any]:
     by_field = {
         "name": name,
         "references_are_aligned": aligned,
+        "reference_face": reference_face,
         "iterations": iterations,
         "strength": strength,
         "preserve_color": preserve_color,
@@ -550,6 +558,7 @@ def build_train_tab() -> dict[str, Any]:
         "test_face": test_face,
         "controls": [by_field[field] for field in TRAIN_FIELDS],
         "aligned": aligned,
+        "reference_face": reference_face,
         "overwrite": overwrite,
         "prepare": prepare,
         "train": train,

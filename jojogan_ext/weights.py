@@ -131,7 +131,9 @@ _CATALOG_ENTRIES = (
         name="detection_mobilenet0.25_Final.pth",
         url=f"{FACEXLIB_RELEASES}/v0.1.0/detection_mobilenet0.25_Final.pth",
         size=1_789_735,
-        sha256=None,
+        # facexlib v0.1.0 release asset; the same digest in Arch's python-facexlib sha256sums and as its
+        # Hugging Face LFS object id
+        sha256="2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220",
         kind="detection",
         description="RetinaFace MobileNet-0.25 face detector (facexlib 'retinaface_mobile0.25'), small and fast",
         license="MIT (facexlib, Pytorch_Retinaface)",

@@ -36,4 +36,26 @@ def tiny_runtime(tiny_models_dir, tmp_path):
     models.mkdir()
     (models / "base").symlink_to(tiny_models_dir / "base", target_is_directory=True)
     (models / "styles").mkdir()
-    return Runtime(models, detector_network="retinaface_mobile0.25")
+    return Runtime(models, detector_network="retinaface_mobile0.25", verify_detector=False)  # random weights
+
+
+@pytest.fixture()
+def mean_face_runtime(tiny_runtime):
+    """The tiny runtime with an inverter that records its calls and answers the mean face for every crop.
+
+    For tests about the job around inversion: the tiny e4e is the slowest part of a job.
+    """
+    from jojogan_ext.runtime import Runtime
+
+    base, inversions = tiny_runtime.base, []
+
+    def mean_face(aligned: list) -> torch.Tensor:
+        inversions.append(len(aligned))
+        return base.latent_avg.expand(len(aligned), base.generator.n_latent, -1)  # [B, n_latent, style_dim]
+
+    runtime = Runtime(
+        tiny_runtime.models_dir, detector_network="retinaface_mobile0.25", base=base, inverter=mean_face,
+        verify_detector=False,
+    )  # fmt: skip
+    runtime.inversions = inversions
+    return runtime

@@ -21,7 +21,7 @@ def models(tiny_models_dir, tmp_path):
 
 def cli(models, *args: str, cwd=None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "jojogan_ext", "--models-dir", str(models), "--device", "cpu",
-               "--detector", "retinaface_mobile0.25", *args]  # fmt: skip
+               "--detector", "retinaface_mobile0.25", "--skip-detector-check", *args]  # fmt: skip
     env = os.environ | {"PYTHONPATH": str(REPO)}
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd or REPO, env=env)
 

@@ -15,6 +15,7 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 
+from jojogan_ext.args import MAX_FEATHER
 from jojogan_ext.errors import ImageError
 from jojogan_ext.images import PixelFormat, image_from_array, to_rgb, upright
 
@@ -31,7 +32,6 @@ BOX_CORNER_RADIUS = 0.3
 # 2.2 eye-to-mouth heights, so the feather grows with the face); 0 gives a hard edge. The default
 # keeps the chin at full weight.
 DEFAULT_FEATHER = 0.08
-MAX_FEATHER = 0.4
 
 
 @dataclass(frozen=True, eq=False)

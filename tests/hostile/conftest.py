@@ -108,9 +108,8 @@ def unchanged(runtime: Runtime) -> Iterator[None]:
 def run_cli(runtime: Runtime, capsys, *args: str) -> tuple[int, str, str]:
     """`python -m jojogan_ext ...` in this process over the runtime's models folder: (exit code, stdout, stderr)."""
     capsys.readouterr()
-    code = cli.main(
-        ["--models-dir", str(runtime.models_dir), "--device", "cpu", "--detector", "retinaface_mobile0.25", *args]
-    )
+    flags = ["--device", "cpu", "--detector", "retinaface_mobile0.25", "--skip-detector-check"]  # random weights
+    code = cli.main(["--models-dir", str(runtime.models_dir), *flags, *args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -118,7 +117,7 @@ def run_cli(runtime: Runtime, capsys, *args: str) -> tuple[int, str, str]:
 def cli_command(runtime: Runtime, *args: str) -> list[str]:
     """The command line of `python -m jojogan_ext ...` over the runtime's models folder, for a real process."""
     return [sys.executable, "-m", "jojogan_ext", "--models-dir", str(runtime.models_dir), "--device", "cpu",
-            "--detector", "retinaface_mobile0.25", *args]  # fmt: skip
+            "--detector", "retinaface_mobile0.25", "--skip-detector-check", *args]  # fmt: skip
 
 
 def run_cli_process(runtime: Runtime, *args: str) -> subprocess.CompletedProcess:

@@ -239,6 +239,10 @@ def pack_cases(folder: Path, base: Generator, marker: Path) -> list[Case]:
     variant("truncated_header.safetensors", pack_bytes[: 8 + header_length // 2], "points past the end")
     variant("header_past_end.safetensors", (10**6).to_bytes(8, "little") + pack_bytes[8:200], "points past the end")
     variant("huge_header.safetensors", (2**40).to_bytes(8, "little") + b"{}", "header claims")
+    variant("absurd_header.safetensors", (2**64 - 1).to_bytes(8, "little") + b"{}", "header claims")
+    variant("large_header.pt", (99 * 2**20).to_bytes(8, "little") + b'{"a": 1}', "header claims")  # any name
+    variant("empty.safetensors", b"", "is empty")
+    variant("empty.pt", b"", "is empty")
     variant("not_json.safetensors", join_safetensors(b"{this is not json}", body), "not JSON")
     variant("json_array.safetensors", join_safetensors(b"[1, 2, 3]", body), "not a JSON object")
     variant("stub.safetensors", b"\x01\x02", "shorter than a header")
@@ -312,7 +316,6 @@ def pack_cases(folder: Path, base: Generator, marker: Path) -> list[Case]:
     torch.save({"g": nan_state}, folder / "source.pt")
     variant("nan_style.pt", (folder / "source.pt").read_bytes(), "not finite floating-point weights")
     variant("text.pt", b"print('hello')\n", "neither a style pack")
-    variant("safetensors_named.pt", pack_bytes, "rename it to end in .safetensors")
 
     hostile = folder / "hostile"
     hostile.mkdir(exist_ok=True)

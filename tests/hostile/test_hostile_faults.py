@@ -42,7 +42,18 @@ from .conftest import (
 )
 from .hostile_inputs import noise_image, valid_pack, valid_style
 
-TRAIN_VALUES = ["late", True, 2, 1.0, False, "discriminator", 0.0, 0.002, 1]  # Train tab controls, TRAIN_FIELDS order
+TRAIN_VALUES = [
+    "late",
+    True,
+    0,
+    2,
+    1.0,
+    False,
+    "discriminator",
+    0.0,
+    0.002,
+    1,
+]  # Train tab controls, TRAIN_FIELDS order
 
 
 def test_cancel_while_saving_saves_nothing(runtime, tmp_path):

@@ -2,16 +2,21 @@
 never over another pack. Random names (hypothesis) never escape either.
 """
 
+import json
+from types import SimpleNamespace
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jojogan_ext.args import TrainArgs
 from jojogan_ext.errors import PackError
 from jojogan_ext.files import temp_sibling
 from jojogan_ext.packs import PACK_SUFFIX, PackLibrary, preview_path, safe_pack_name
 
 from .conftest import api_url, assert_api_refused, assert_cli_refused, assert_ui_refused, run_cli, unchanged
-from .hostile_inputs import REFUSED_NAMES, SANITIZED_NAMES, valid_pack
+from .hostile_inputs import REFUSED_NAMES, SANITIZED_NAMES, noise_image, valid_pack
+from .test_hostile_api import png_b64
 
 
 @pytest.fixture()
@@ -101,3 +106,67 @@ def test_random_names_never_leave_the_folder(tmp_path, name):
         target.write_bytes(b"")
         assert target.parent == folder
         target.unlink()
+
+
+# every code point: lone surrogates, non-characters and private use included, with the odd ones made likely
+ANY_CHARACTER = st.one_of(
+    st.integers(0, 0x10FFFF).map(chr),
+    st.sampled_from(["\ud800", "\udfff", "\udc80", "\ufffe", "\uffff", "\ufdd0", "\U0010ffff", "\x00", "/", "."]),
+)
+
+
+def assert_json_answer(answer, statuses: tuple[int, ...]) -> dict:
+    """An answer whose status is expected and whose body is UTF-8 JSON (never a 500)."""
+    assert answer.status_code in statuses, answer.text
+    return json.loads(answer.content.decode("utf-8"))
+
+
+def post_json(client, route: str, body: dict):
+    """A JSON body as a client may send it: lone surrogates are valid JSON escapes (`"\\ud800"`)."""
+    content = json.dumps(body, ensure_ascii=True).encode()
+    return client.post(api_url(route), content=content, headers={"content-type": "application/json"})
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(ANY_CHARACTER, max_size=40))
+def test_any_unicode_name_is_cleaned_or_refused_in_one_encodable_sentence(tmp_path, name):
+    library = PackLibrary(tmp_path / "styles")
+    try:
+        path = library.path_for(name)
+    except PackError as error:
+        str(error).encode("utf-8")  # every sentence can be shown, printed and sent
+        return
+    path.stem.encode("utf-8")
+    assert safe_pack_name(path.stem) == path.stem
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(ANY_CHARACTER, max_size=20), key=st.text(ANY_CHARACTER, min_size=1, max_size=5))
+def test_any_unicode_in_api_bodies_gets_an_encodable_answer(client, busy, name, key):
+    """Names and unknown keys with any code point: a 4xx JSON sentence, never a 500, nothing started."""
+    image = png_b64()
+    aligned = {"references_are_aligned": True}
+    assert_json_answer(post_json(client, "train", {"references": [image], "args": {**aligned, "name": name}}),
+                       (409, 422))  # fmt: skip
+    assert_json_answer(post_json(client, "train", {"references": [image], "args": {**aligned, key: 1}}), (409, 422))
+    assert_json_answer(post_json(client, "restyle", {"image": image, "args": {"pack": name + "~"}}), (404, 422))
+    assert busy.jobs.current() is busy.job  # no other training was started
+
+
+@pytest.fixture()
+def busy(runtime, jobs):
+    """A long training holding the trainer, so that property tests of POST train never start another."""
+    job = jobs.start([noise_image(64, 64)], TrainArgs(name="busy", iterations=2000, references_are_aligned=True))
+    return SimpleNamespace(jobs=jobs, job=job)
+
+
+def test_a_name_with_a_lone_surrogate_starts_a_job_under_its_clean_name(runtime, client, jobs):
+    body = {
+        "references": [png_b64()],
+        "args": {"name": "mine\ud800\ufffe", "iterations": 1, "references_are_aligned": True},
+    }
+    started = assert_json_answer(post_json(client, "train", body), (202,))
+    assert started["args"]["name"] == "mine"
+    done = jobs.wait(started["id"], timeout=60)
+    assert assert_json_answer(client.get(api_url(f"train/{done.id}")), (200,))["pack"] == "mine"
+    assert runtime.packs.load("mine").title == "mine"

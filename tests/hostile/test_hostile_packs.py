@@ -34,12 +34,18 @@ def cases(runtime, tmp_path, marker):
 
 
 def api_expectation(case) -> str | None:
-    """What the API must say: uploads have no file name, so a file is judged by its content alone."""
-    kind = sniff_weights_file(case.path)
+    """What the API must say when the client sends no file name: the file is judged by its content alone."""
+    kind = sniff_weights_file(case.path) if case.path.stat().st_size else "empty"
     if kind is None:
-        return "neither a style pack"
-    natural = PACK_SUFFIX if kind == "safetensors" else ".pt"
+        return "upload is neither a style pack"
+    natural = {"safetensors": PACK_SUFFIX, "empty": case.path.suffix}.get(kind, ".pt")
     return case.reason if natural == case.path.suffix else None  # valid content under a wrong name
+
+
+def refusal(runtime, case) -> str:
+    with pytest.raises((PackError, CheckpointError)) as error:
+        runtime.import_pack(case.path, "new")
+    return str(error.value)
 
 
 def test_python_api_raises_the_right_error(runtime, cases):
@@ -73,7 +79,17 @@ def test_api_answers_422_and_keeps_serving(runtime, client, cases):
         with unchanged(runtime):
             answer = client.post(api_url("packs"), params={"name": "new"}, content=case.path.read_bytes())
             assert_api_refused(answer, 422, expected)
+            assert "body" not in answer.json()["detail"]  # never the name of our temp file
         assert client.get(api_url("packs")).json()["packs"][0]["name"] == "keep"
+
+
+def test_one_gate_one_sentence_on_every_front(runtime, client, cases):
+    """Given the file's name, the API says word for word what Python says (the UI and CLI: below)."""
+    for case in cases:
+        with unchanged(runtime):
+            params = {"name": "new", "filename": case.path.name}
+            answer = client.post(api_url("packs"), params=params, content=case.path.read_bytes())
+            assert answer.status_code == 422 and answer.json()["detail"] == refusal(runtime, case), case.label
 
 
 def test_ui_import_shows_a_sentence(runtime, handlers, cases):
@@ -81,6 +97,7 @@ def test_ui_import_shows_a_sentence(runtime, handlers, cases):
         with unchanged(runtime):
             status, *_ = handlers.import_file(str(case.path), "new", False)
             assert_ui_refused(status, case.path.name, case.reason)
+            assert status == "⚠️ " + refusal(runtime, case)
 
 
 def test_cli_import_prints_one_line(runtime, capsys, cases):
@@ -88,6 +105,7 @@ def test_cli_import_prints_one_line(runtime, capsys, cases):
         with unchanged(runtime):
             code, _, err = run_cli(runtime, capsys, "import", str(case.path), "--name", "new")
             assert_cli_refused(code, err, case.path.name, case.reason)
+            assert err == f"error: {refusal(runtime, case)}\n"
 
 
 def test_cli_process_never_runs_pickled_code(runtime, cases, marker):
@@ -103,7 +121,10 @@ def test_valid_files_still_pass_the_gate(runtime, tmp_path):
     base = runtime.base.generator
     pack = runtime.import_pack(valid_pack(tmp_path, base), "shared")
     style = runtime.import_pack(valid_style(tmp_path, base), "converted")
-    assert [info.name for info in runtime.packs.list()] == ["converted", "keep", "shared"]
+    misnamed = tmp_path / "pack_named.pt"  # judged by content: a valid pack under another name is a pack
+    misnamed.write_bytes(pack.read_bytes())
+    assert runtime.import_pack(misnamed, "misnamed").read_bytes() == pack.read_bytes()
+    assert [info.name for info in runtime.packs.list()] == ["converted", "keep", "misnamed", "shared"]
     assert load_pack(style).metadata["jojogan.source"] == "converted from valid_style.pt"
     assert pack.read_bytes() == (tmp_path / "valid.safetensors").read_bytes()
     assert all(path.with_name(path.stem + ".preview.png").is_file() for path in (pack, style))
