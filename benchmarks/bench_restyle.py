@@ -17,9 +17,9 @@ from jojogan_ext.faces.align import align_face, paste_back
 from jojogan_ext.faces.detect import Face
 from jojogan_ext.integration import DTYPES
 from jojogan_ext.packs import save_pack
+from jojogan_ext.previews import tensor_to_image
 from jojogan_ext.restyle import Restyler
 from jojogan_ext.runtime import Runtime
-from jojogan_ext.train import tensor_to_image
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from .images import ImageLimits
 from .invert import Inverter
 from .nn.stylegan2 import Generator
 from .packs import PackLibrary, generator_fingerprint
-from .train import render_preview
+from .previews import render_preview
 
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"

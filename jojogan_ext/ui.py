@@ -32,9 +32,9 @@ from .errors import ImageError, JojoganError
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
 from .packs import THUMBNAIL_KEY, PackInfo, thumbnail_image
+from .previews import render_preview
 from .restyle import Restyler
 from .runtime import Runtime
-from .train import render_preview
 
 # The txt2img/img2img accordion's controls, in the order `build_restyle_controls` returns them.
 ACCORDION_FIELDS = ("enabled", "pack", "strength", "face_indices", "confidence", "feather", "color_match")
