@@ -12,8 +12,9 @@ from torch import Tensor
 
 from .nn.stylegan2 import Generator
 
-# Previews may take at most this share of a training run's wall time (first and last are always shown).
-PREVIEW_BUDGET = 0.05
+# Previews may take at most 5 % of a training run's wall time (first and last are always shown); the schedule
+# aims at 4 % because each wait is computed from the previous preview's cost, and costs fluctuate.
+PREVIEW_BUDGET = 0.04
 # ... and come at most this often, so a fast GPU loop does not flood the UI with images.
 MIN_PREVIEW_INTERVAL_S = 2.0
 
