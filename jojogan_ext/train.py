@@ -23,6 +23,7 @@ from .errors import CancelledError, JojoganError
 from .invert import faces_to_tensor
 from .nn.stylegan2 import Generator
 from .packs import StylePack, make_pack
+from .previews import MIN_PREVIEW_INTERVAL_S, PREVIEW_BUDGET, PreviewSchedule, render_preview
 
 if TYPE_CHECKING:
     from .runtime import AlignedReference, Runtime
@@ -58,12 +59,6 @@ def random_noise(generator: Generator, batch: int, rng: torch.Generator, device:
     """Fresh per-layer noise maps drawn from `rng` (JoJoGAN draws new noise every step; seeded = reproducible)."""
     maps = generator.noise_maps("const")
     return [torch.randn((batch, 1, *m.shape[2:]), generator=rng).to(device) for m in maps]
-
-
-def tensor_to_image(image: Tensor) -> Image.Image:
-    """One generator output [3, H, W] in about [-1, 1] → an RGB PIL image."""
-    array = ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(array.permute(1, 2, 0).cpu().numpy(), "RGB")
 
 
 def lpips_distance(lpips_model: torch.nn.Module, image: Tensor, target: Tensor) -> Tensor:
@@ -159,6 +154,32 @@ class Finetuner:
         """The current generator's rendering of the test face (or first reference)."""
         return render_preview(self.generator, self.run.preview_latent)
 
+    def train(
+        self,
+        on_progress: ProgressCallback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        schedule: PreviewSchedule | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
+        """The training loop as every front runs it: `args.iterations` steps, progress and previews, cancel.
+
+        `on_progress(step, total, loss, preview)` runs after every step; `preview` is None except when
+        `schedule` (default: PreviewSchedule over the iterations) says one is due. Each step and preview
+        takes its turn on the device, so restyles run in between (`on_wait` hears when the training waits).
+        """
+        total = self.args.iterations
+        schedule = schedule or PreviewSchedule(total)
+        on_device = self.runtime.on_device
+        with self.session():
+            for step in range(self.steps_done + 1, total + 1):
+                if should_stop is not None and should_stop():
+                    raise CancelledError("Training was cancelled; no style pack was saved.")
+                loss, _ = on_device(self.step, on_wait)
+                if on_progress is not None:
+                    due = schedule.due(step)
+                    preview = schedule.render(lambda: on_device(self.preview, on_wait)[0]) if due else None
+                    on_progress(step, total, loss, preview)
+
     def pack(self) -> StylePack:
         """The finetuned synthesis weights as an (unsaved) style pack with the training facts."""
         args = self.args
@@ -193,34 +214,24 @@ def finetune(
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
     test_face: Image.Image | None = None,
-    preview_interval: float = 2.0,
+    preview_interval: float = MIN_PREVIEW_INTERVAL_S,
+    preview_budget: float = PREVIEW_BUDGET,
     on_faces: Callable[[list["AlignedReference"]], None] | None = None,
     on_wait: Callable[[], None] | None = None,
 ) -> StylePack:
     """JoJoGAN: finetune the base generator's synthesis network on the references; returns the pack (unsaved).
 
     `on_progress(step, total, loss, preview)` runs after every step; `preview` is an image of the test
-    face (or first reference) at the first and last step and at most every `preview_interval` seconds,
-    else None. `should_stop()` is checked before every step and cancels with CancelledError. `on_faces(references)`
+    face (or first reference) at the first and last step, and in between as often as `preview_budget` (share
+    of the run's time spent on previews) and `preview_interval` (least seconds between two) allow, else
+    None. `should_stop()` is checked before every step and cancels with CancelledError. `on_faces(references)`
     hears, once the references are aligned, which face of each one trains (the documented order, largest first);
     `on_wait()` hears that the device is busy (a restyle) and the training waits for its turn.
     """
     tuner, _ = runtime.on_device(lambda: Finetuner(runtime, references, args, test_face), on_wait)
     if on_faces is not None:
         on_faces(tuner.run.faces)
-    last_preview = -math.inf
-    with tuner.session():
-        for step in range(1, args.iterations + 1):
-            if should_stop is not None and should_stop():
-                raise CancelledError("Training was cancelled; no style pack was saved.")
-            loss, _ = runtime.on_device(tuner.step, on_wait)  # step by step: restyles take their turns between
-            preview = None
-            if on_progress is not None and (
-                step in (1, args.iterations) or time.monotonic() - last_preview >= preview_interval
-            ):
-                (preview, _), last_preview = runtime.on_device(tuner.preview, on_wait), time.monotonic()
-            if on_progress is not None:
-                on_progress(step, args.iterations, loss, preview)
+    tuner.train(on_progress, should_stop, PreviewSchedule(args.iterations, preview_budget, preview_interval), on_wait)
     return runtime.on_device(tuner.pack, on_wait)[0]
 
 
@@ -297,9 +308,3 @@ def make_loss(runtime: "Runtime", args: TrainArgs, targets: Tensor) -> Callable[
     with torch.no_grad():
         real_features = discriminator.features(targets)
     return lambda image: feature_loss(discriminator.features(image), real_features)
-
-
-@torch.no_grad()
-def render_preview(generator: Generator, latent: Tensor) -> Image.Image:
-    """The current generator's rendering of one latent (stored noise, so previews are comparable)."""
-    return tensor_to_image(generator.synthesis(latent[:1], noise="const")[0])

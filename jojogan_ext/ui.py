@@ -33,9 +33,9 @@ from .errors import ImageError, JojoganError
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
 from .packs import THUMBNAIL_KEY, PackInfo, thumbnail_image
+from .previews import render_preview
 from .restyle import Restyler
 from .runtime import Runtime
-from .train import render_preview
 
 # The Restyle tab's controls (after the image): the accordion's, without its on/off switch.
 RESTYLE_TAB_FIELDS = ACCORDION_FIELDS[1:]

@@ -16,6 +16,9 @@ def test_bench_train_prints_one_json_line(fixtures):
     (line,) = result.stdout.splitlines()
     report = json.loads(line)
     assert report["benchmark"] == "train_iteration" and report["size"] == 64
-    assert len(report["all_iterations_s"]) == 2 and report["seconds_per_iteration"] > 0
+    assert len(report["all_steps_s"]) == 2 and report["seconds_per_iteration"] > 0
+    assert report["previews"] == 2 and report["preview_steps"] == [1, 2]  # the loop as the UI runs it
+    assert report["preview_s"] > 0 and 0 < report["preview_share_whole_loop"] < 1
+    assert report["load_average"] and len(report["load_average"]) == 3
     assert report["minimum_gflop_per_iteration"] > 0 and report["peak_rss_mb"] > 0
     assert report["autocast"] is None and report["cudnn_benchmark"] is False

@@ -88,3 +88,13 @@ def test_download_list_names_the_catalog(models):
     result = cli(models, "download", "--list")
     assert result.returncode == 0
     assert "e4e_ffhq_encode.pt\t1.2 GB" in result.stdout
+
+
+def test_detector_auto_is_the_default_and_resolves_per_device(tmp_path):
+    from jojogan_ext.cli import build_parser, make_runtime
+
+    options = build_parser().parse_args(["--models-dir", str(tmp_path), "--device", "cpu", "packs", "list"])
+    assert options.detector == "auto"
+    assert make_runtime(options).detector_network == "auto"
+    auto = build_parser().parse_args(["--detector", "auto", "--models-dir", str(tmp_path), "packs", "list"])
+    assert auto.detector == "auto"

@@ -11,12 +11,16 @@ from PIL import Image, ImageOps
 
 from jojogan_ext.errors import CheckpointError, ImageError, MissingWeightsError
 from jojogan_ext.faces.detect import (
+    DEFAULT_NETWORK,
+    DETECTOR_CHOICES,
     LANDMARK_NAMES,
+    NETWORKS,
     Face,
     FaceDetector,
     detection_size,
     faces_from_raw,
     order_faces,
+    resolve_network,
 )
 
 # Random mobile0.25 weights score every prior between about 0.45 and 0.5: this keeps a few dozen.
@@ -155,17 +159,28 @@ def test_module_prefix_is_stripped_like_facexlib(tmp_path, detector, astronaut):
     assert [face.box for face in ours] == [face.box for face in reference]
 
 
-def test_resnet50_default_network_loads_and_runs(tmp_path, astronaut):
+def test_resnet50_network_loads_and_runs(tmp_path, astronaut):
     weights = tmp_path / "detection_Resnet50_Final.pth"
     random_retinaface_weights(weights, "resnet50")
-    resnet = FaceDetector(weights)
+    resnet = FaceDetector(weights, network="retinaface_resnet50")
     assert resnet.network_name == "retinaface_resnet50"
     assert_valid_faces(resnet.detect(astronaut.resize((64, 64)), threshold=0.5, min_size=0), (64, 64))
 
 
 def test_missing_weights_name_the_file(tmp_path):
     with pytest.raises(MissingWeightsError, match=r"detection_Resnet50_Final\.pth"):
-        FaceDetector(tmp_path / "detection_Resnet50_Final.pth")
+        FaceDetector(tmp_path / "detection_Resnet50_Final.pth", network="retinaface_resnet50")
+
+
+def test_auto_picks_mobilenet_on_cpu_and_resnet50_elsewhere(mobile_weights):
+    assert DEFAULT_NETWORK == "auto"
+    assert DETECTOR_CHOICES[0] == "auto" and set(DETECTOR_CHOICES[1:]) == set(NETWORKS)
+    assert resolve_network("auto", "cpu") == "retinaface_mobile0.25"
+    assert resolve_network("auto", torch.device("cuda", 1)) == "retinaface_resnet50"
+    assert resolve_network("retinaface_resnet50", "cpu") == "retinaface_resnet50"
+    assert FaceDetector(mobile_weights).network_name == "retinaface_mobile0.25"  # the default is auto
+    with pytest.raises(ValueError, match="network must be one of"):
+        resolve_network("dlib", "cpu")
 
 
 def test_unreadable_or_foreign_weights_are_checkpoint_errors(tmp_path, mobile_weights):

@@ -31,7 +31,7 @@ def test_finetune_lowers_the_loss_and_makes_a_valid_pack(tiny_runtime, reference
         previews.append(preview)
 
     args = aligned_args(iterations=20, learning_rate=5e-3)
-    pack = finetune(tiny_runtime, [reference], args, on_progress, preview_interval=0.0)
+    pack = finetune(tiny_runtime, [reference], args, on_progress, preview_interval=0.0, preview_budget=1.0)
     assert [step for step, _ in losses] == list(range(1, 21))
     first, last = sum(loss for _, loss in losses[:5]) / 5, sum(loss for _, loss in losses[-5:]) / 5
     assert last < 0.9 * first, losses
