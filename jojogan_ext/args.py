@@ -7,7 +7,7 @@ import contextlib
 from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, Field, NonNegativeInt
+from pydantic import BaseModel, Field, NonNegativeInt, confloat
 
 from .errors import JojoganError
 
@@ -64,6 +64,46 @@ class RestyleArgs(StrictModel):
     color_match: bool = Field(False, description="Match the restyled face's colours to the original face.")
 
 
+# Composition (issue 16): the base model's source name, and the bounds of a recipe
+BASE_SOURCE = "base"
+MAX_COMPOSE_SOURCES = 8
+SwapResolution = Literal[4, 8, 16, 32, 64, 128, 256, 512, 1024]
+MixWeight = confloat(ge=0.0, le=100.0)
+
+
+class SwapRecipe(StrictModel):
+    """Layer swap (Toonify): resolutions up to `at` from `low`, above it from `high`, optionally with a soft seam."""
+
+    mode: Literal["swap"] = Field(..., description="'swap': take coarse layers from one source, fine from another.")
+    low: str = Field(
+        ..., min_length=1, max_length=200, description="Pack (or 'base') for resolutions up to `at`: pose, face shape."
+    )
+    high: str = Field(
+        ..., min_length=1, max_length=200, description="Pack (or 'base') for resolutions above `at`: texture, colour."
+    )
+    at: SwapResolution = Field(..., description="Last resolution taken from `low` (4 … the generator's size).")
+    transition: float = Field(
+        0.0,
+        ge=0.0,
+        le=8.0,
+        description="Width of a smooth seam in octaves (logistic over log2 of the resolution); 0 = hard.",
+    )
+
+
+class MixRecipe(StrictModel):
+    """Weight interpolation: every synthesis tensor is the weighted mean of the sources' tensors."""
+
+    mode: Literal["mix"] = Field(..., description="'mix': a weighted mean of packs (and 'base') at every resolution.")
+    weights: dict[str, MixWeight] = Field(
+        ...,
+        description=f"Source (pack name or 'base') -> weight ≥ 0, 1 to {MAX_COMPOSE_SOURCES} sources; normalised to sum 1.",
+    )
+
+
+Recipe = SwapRecipe | MixRecipe
+RECIPES: dict[str, type[BaseModel]] = {"swap": SwapRecipe, "mix": MixRecipe}
+
+
 INFOTEXT_FIELDS = {"pack": "JoJoGAN pack", "strength": "JoJoGAN strength"}
 
 
@@ -112,3 +152,11 @@ def from_infotext(params: dict[str, str]) -> dict[str, Any]:
     with contextlib.suppress(KeyError, ValueError):
         values["strength"] = float(params[INFOTEXT_FIELDS["strength"]])
     return values
+
+
+def parse_recipe(data: dict[str, Any] | None) -> Recipe:
+    """A validated composition recipe, its model chosen by `mode`; or one JojoganError sentence."""
+    mode = data.get("mode") if isinstance(data, dict) else None
+    if not isinstance(mode, str) or mode not in RECIPES:
+        raise JojoganError(f'A recipe needs "mode": one of {", ".join(repr(m) for m in RECIPES)}.')
+    return parse(RECIPES[mode], data)

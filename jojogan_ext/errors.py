@@ -16,6 +16,14 @@ class PackError(JojoganError):
     """A style pack is invalid, does not fit the base model, or its name is unsafe."""
 
 
+class MissingPackError(PackError):
+    """There is no style pack of that name (the REST API answers 404)."""
+
+
+class PackExistsError(PackError):
+    """A style pack of that name already exists and replacing it was not asked for (409 where the API says so)."""
+
+
 class ImageError(JojoganError):
     """An input image cannot be used (not an image, truncated, too large)."""
 

@@ -34,7 +34,7 @@ from .checkpoints import (
     load_jojogan_style,
     read_safetensors,
 )
-from .errors import CancelledError, CheckpointError, ImageError, PackError
+from .errors import CancelledError, CheckpointError, ImageError, MissingPackError, PackError, PackExistsError
 from .files import commit, temp_sibling
 from .images import open_image
 from .nn.stylegan2 import Generator
@@ -62,6 +62,16 @@ def generator_fingerprint(generator: Generator) -> str:
     for key, value in generator.state_dict().items():
         digest.update(key.encode())
         digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def tensors_fingerprint(tensors: dict[str, Tensor]) -> str:
+    """sha256 over a pack's tensors as stored (sorted keys; name, dtype, shape, bytes): provenance that survives renames."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        value = tensors[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}|{str(value.dtype).removeprefix('torch.')}|{tuple(value.shape)}|".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
@@ -306,7 +316,7 @@ def write_pack_files(
         try:
             commit(pack_temp, path, overwrite=overwrite)
         except FileExistsError:
-            raise PackError(
+            raise PackExistsError(
                 f"A style pack named '{path.stem}' already exists; choose another name or delete it first."
             ) from None
         if preview_png is not None:
@@ -445,14 +455,16 @@ class PackLibrary:
         """Where a new pack called `name` goes; refuses to replace another pack unless asked."""
         path = self.path_for(name)
         if path.exists() and not overwrite:
-            raise PackError(f"A style pack named '{path.stem}' already exists; choose another name or delete it first.")
+            raise PackExistsError(
+                f"A style pack named '{path.stem}' already exists; choose another name or delete it first."
+            )
         return path
 
     def existing(self, name: str) -> Path:
         """The file of an existing pack, or a PackError saying it is not there."""
         path = self.path_for(name)
         if not path.is_file():
-            raise PackError(f"There is no style pack named '{path.stem}' in {self.folder}.")
+            raise MissingPackError(f"There is no style pack named '{path.stem}' in {self.folder}.")
         return path
 
     def list(self) -> list[PackInfo]:
@@ -492,7 +504,7 @@ class PackLibrary:
         try:
             commit(source, target, overwrite=False)
         except FileExistsError:
-            raise PackError(f"A style pack named '{target.stem}' already exists; choose another name.") from None
+            raise PackExistsError(f"A style pack named '{target.stem}' already exists; choose another name.") from None
         if preview_path(source).is_file():
             commit(preview_path(source), preview_path(target))
         return target

@@ -14,7 +14,9 @@ from PIL import Image
 from torch import Tensor
 
 from . import weights
+from .args import Recipe
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
+from .compose import Composer
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import DEFAULT_NETWORK, NETWORKS, Face, FaceDetector
@@ -98,6 +100,8 @@ class Runtime:
         self._fingerprint: str | None = None
         self._pack_cache: tuple[tuple, Generator] | None = None
         self._lock = threading.RLock()
+        # compositions of packs and the base (issue 16); caches sources and generators by recipe
+        self.composer = Composer(self.packs, lambda: self.base.generator, lambda: self.base_fingerprint)
 
     # --- files -------------------------------------------------------------------------------------
     def require(self, *names: str) -> dict[str, Path]:
@@ -115,6 +119,33 @@ class Runtime:
             overwrite=overwrite,
             dtype=dtype,
         )
+
+    def compose_pack(
+        self,
+        name: str,
+        recipe: Recipe,
+        *,
+        overwrite: bool = False,
+        dtype: str = "float16",
+        test_face: Image.Image | None = None,
+    ) -> Path:
+        """Save the composition `recipe` as the pack `name`, its preview the test face (or the average face).
+
+        Every check (name, sources, recipe, fit, the test face's face) comes before the composition itself.
+        """
+        target = self.packs.new_path(name, overwrite=overwrite)
+        files = self.composer.pack_files(recipe)
+        self.composer.weights(recipe)
+        self.composer.sources(files)  # loads (and caches) every pack and checks it against the base
+        latent = None
+        if test_face is not None:
+            latent = self.invert(self.align_references([test_face], already_aligned=False))[:1]
+        pack = self.composer.compose_pack(
+            recipe,
+            title=target.stem,
+            render_preview=self.render_average_face if latent is None else lambda g: render_preview(g, latent),
+        )
+        return pack.save(target, dtype, overwrite=overwrite)
 
     def render_average_face(self, generator: Generator) -> Image.Image:
         """A generator's rendering of the base model's average face (a pack's preview when it has none)."""
@@ -193,6 +224,7 @@ class Runtime:
         with self._lock:
             self._base = self._inverter = self._detector = self._lpips = None
             self._fingerprint, self._pack_cache = None, None
+            self.composer.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
