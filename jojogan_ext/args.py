@@ -155,8 +155,15 @@ def from_infotext(params: dict[str, str]) -> dict[str, Any]:
 
 
 def parse_recipe(data: dict[str, Any] | None) -> Recipe:
-    """A validated composition recipe, its model chosen by `mode`; or one JojoganError sentence."""
+    """A validated composition recipe, its model chosen by `mode` (a mix: 1 to 8 sources, weights not all 0);
+    or one JojoganError sentence. Whether a swap resolution fits the generator is known only with the base."""
     mode = data.get("mode") if isinstance(data, dict) else None
     if not isinstance(mode, str) or mode not in RECIPES:
         raise JojoganError(f'A recipe needs "mode": one of {", ".join(repr(m) for m in RECIPES)}.')
-    return parse(RECIPES[mode], data)
+    recipe = parse(RECIPES[mode], data)
+    if isinstance(recipe, MixRecipe):
+        if not 1 <= len(recipe.weights) <= MAX_COMPOSE_SOURCES:
+            raise JojoganError(f"A mix takes 1 to {MAX_COMPOSE_SOURCES} sources, not {len(recipe.weights)}.")
+        if sum(recipe.weights.values()) <= 0:
+            raise JojoganError("The mix weights add up to 0; give at least one source a weight above 0.")
+    return recipe

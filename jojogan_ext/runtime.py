@@ -137,15 +137,20 @@ class Runtime:
         files = self.composer.pack_files(recipe)
         self.composer.weights(recipe)
         self.composer.sources(files)  # loads (and caches) every pack and checks it against the base
-        latent = None
-        if test_face is not None:
-            latent = self.invert(self.align_references([test_face], already_aligned=False))[:1]
+        latent = self.test_face_latent(test_face) if test_face is not None else None
         pack = self.composer.compose_pack(
             recipe,
             title=target.stem,
             render_preview=self.render_average_face if latent is None else lambda g: render_preview(g, latent),
         )
         return pack.save(target, dtype, overwrite=overwrite)
+
+    def test_face_latent(self, image: Image.Image) -> Tensor:
+        """The w+ [1, n_latent, style_dim] of the largest face in a test photo (a pack preview's face)."""
+        faces = self.detect(image)
+        if not faces:
+            raise JojoganError("No face was found in the test face; use a photo with a clear face, or leave it out.")
+        return self.invert([align_face(image, faces[0].landmarks5, self.align_size).image])
 
     def render_average_face(self, generator: Generator) -> Image.Image:
         """A generator's rendering of the base model's average face (a pack's preview when it has none)."""
