@@ -14,6 +14,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import weights
+from .allocator import large_buffers_reused
 from .args import Recipe
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
 from .compose import Composer
@@ -138,11 +139,12 @@ class Runtime:
         self.composer.weights(recipe)
         self.composer.sources(files)  # loads (and caches) every pack and checks it against the base
         latent = self.test_face_latent(test_face) if test_face is not None else None
-        pack = self.composer.compose_pack(
-            recipe,
-            title=target.stem,
-            render_preview=self.render_average_face if latent is None else lambda g: render_preview(g, latent),
-        )
+        with large_buffers_reused(self.device):  # the preview's 1024 px activations reuse their buffers
+            pack = self.composer.compose_pack(
+                recipe,
+                title=target.stem,
+                render_preview=self.render_average_face if latent is None else lambda g: render_preview(g, latent),
+            )
         return pack.save(target, dtype, overwrite=overwrite)
 
     def test_face_latent(self, image: Image.Image) -> Tensor:

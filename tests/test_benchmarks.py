@@ -19,3 +19,15 @@ def test_bench_train_prints_one_json_line(fixtures):
     assert len(report["all_iterations_s"]) == 2 and report["seconds_per_iteration"] > 0
     assert report["minimum_gflop_per_iteration"] > 0 and report["peak_rss_mb"] > 0
     assert report["autocast"] is None and report["cudnn_benchmark"] is False
+
+
+def test_bench_compose_prints_one_json_line():
+    command = [sys.executable, "-m", "benchmarks.bench_compose", "--size", "32", "--repeats", "1"]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    report = json.loads(line)
+    assert report["benchmark"] == "compose_pack" and report["size"] == 32
+    assert report["seconds_swap"] > 0 and report["seconds_mix"] > 0 and report["peak_added_mb"] >= 0
+    assert set(report["swap_stages_s"]) == {"read_and_check", "hash", "blend", "preview"}
