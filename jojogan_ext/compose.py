@@ -193,7 +193,10 @@ class Composer:
         files = self.pack_files(recipe)
         weights = self.weights(recipe)
         sources = self.sources(files)
-        generator = copy.deepcopy(self.base())
+        base = self.base()
+        # a copy of the base whose synthesis parameters are fresh, unfilled tensors: the blend writes every value
+        fresh = {id(p): torch.nn.Parameter(torch.empty_like(p), False) for p in base.synthesis_parameters().values()}
+        generator = copy.deepcopy(base, fresh)
         blend_into(generator.synthesis_parameters(), weights, {name: s.tensors for name, s in sources.items()})
         return generator.eval().requires_grad_(False), weights, sources
 
