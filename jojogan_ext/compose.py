@@ -101,6 +101,12 @@ def describe(recipe: Recipe) -> str:
     return f"Mix of {parts}."
 
 
+def file_stamp(path: Path) -> tuple[str, int, int]:
+    """A pack file's identity for the caches: path, modification time and size (a replaced file is read again)."""
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
 @dataclass
 class Source:
     """One loaded source of a composition: a pack's tensors as stored (or the base's parameters)."""
@@ -166,8 +172,7 @@ class Composer:
 
     def _load(self, path: Path) -> tuple[StylePack, Callable[[], str]]:
         """A pack from the cache or the disk (checked against the base), and its tensors' sha256 (computed once)."""
-        stat = path.stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        key = file_stamp(path)
         with self._lock:
             if key not in self._packs:
                 pack = self.library.load(path.stem)
@@ -201,9 +206,9 @@ class Composer:
         return generator.eval().requires_grad_(False), weights, sources
 
     def generator(self, recipe: Recipe, dtype: torch.dtype | None = None) -> Generator:
-        """The base generator with the recipe's weights (cached by recipe): for live previews and X/Y/Z grids."""
-        files = self.pack_files(recipe)
-        stamps = tuple((name, path and path.stat().st_mtime_ns) for name, path in sorted(files.items(), key=str))
+        """The base generator with the recipe's weights, cached by recipe (read-only: it is shared), in `dtype`
+        when given: for live previews and X/Y/Z grids."""
+        stamps = tuple(path and file_stamp(path) for path in self.pack_files(recipe).values())
         key = (json.dumps(dump(recipe), sort_keys=True), stamps, dtype)
         with self._lock:
             if key not in self._generators:
