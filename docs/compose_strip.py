@@ -42,7 +42,9 @@ def main(target: Path) -> None:
         for transition in (0.0, 1.0):
             cells = [("base", runtime.render_average_face(base))]
             for at in (32, 16, 8, 4):
-                recipe = parse_recipe({"mode": "swap", "low": "base", "high": "pack", "at": at, "transition": transition})
+                recipe = parse_recipe(
+                    {"mode": "swap", "low": "base", "high": "pack", "at": at, "transition": transition}
+                )
                 cells.append((f"R={at}", runtime.render_average_face(runtime.composer.generator(recipe))))
             cells.append(("pack", runtime.render_average_face(styled)))
             rows.append((f"T={transition:g}", cells))

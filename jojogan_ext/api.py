@@ -26,7 +26,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from . import __version__
-from .args import MixRecipe, RestyleArgs, StrictModel, SwapRecipe, TrainArgs, dump, parse, parse_recipe, schema
+from .args import (
+    MixRecipe,
+    RestyleArgs,
+    StrictModel,
+    SwapRecipe,
+    TrainArgs,
+    describe_problems,
+    dump,
+    parse,
+    parse_recipe,
+    schema,
+)
 from .errors import (
     BusyError,
     CancelledError,
@@ -237,12 +248,8 @@ async def save_upload(request: Request, folder: Path, stem: str, limit: int) -> 
 
 
 def validation_sentence(error: RequestValidationError) -> str:
-    """FastAPI's list of parameter problems as one sentence (query.name: field required; ...)."""
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in problem.get('loc', ())) or 'request'}: {problem.get('msg', 'invalid')}"
-        for problem in error.errors()
-    )
-    return f"Invalid request: {problems}."
+    """FastAPI's list of parameter problems as one sentence (query.name: is required; ...)."""
+    return f"Invalid request: {'; '.join(describe_problems(list(error.errors()), 'request'))}."
 
 
 class SentenceRoute(APIRoute):
