@@ -310,8 +310,14 @@ def create_router(
 
     @router.get("/version")
     def version() -> dict[str, Any]:
-        """The extension's version and the device it computes on."""
-        return {"version": __version__, "api": "v1", "device": str(runtime.device), "torch": torch.__version__}
+        """The extension's version, the device it computes on and its models folder (for bug reports)."""
+        return {
+            "version": __version__,
+            "api": "v1",
+            "device": str(runtime.device),
+            "torch": torch.__version__,
+            "models_dir": str(runtime.models_dir),
+        }
 
     @router.get("/schema")
     def argument_schemas() -> dict[str, Any]:

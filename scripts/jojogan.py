@@ -181,9 +181,10 @@ class JoJoGANScript(scripts.Script):
 
 
 def tell_user(p, message: str) -> None:
-    """Show why JoJoGAN left an image unchanged under the image (the generation info's comments) and in the log."""
+    """Say why JoJoGAN left an image unchanged where the user looks (the generation info, also in the API's
+    `info` and the PNG) and in the log."""
     print(f"JoJoGAN: {message}")
-    p.comment(f"JoJoGAN: {message}")
+    p.extra_generation_params[accordion.NOTE_LABEL] = message
 
 
 script_callbacks.on_ui_settings(on_ui_settings)

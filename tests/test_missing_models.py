@@ -41,7 +41,9 @@ def portrait() -> Image.Image:
 
 def test_restyling_names_the_generator_the_encoder_and_the_detector(empty, tmp_path):
     generator = tiny_generator()
-    save_pack(empty.packs.new_path("ink"), generator, base=generator, title="ink")  # the pack is there, the models are not
+    save_pack(
+        empty.packs.new_path("ink"), generator, base=generator, title="ink"
+    )  # the pack is there, the models are not
     with pytest.raises(MissingWeightsError) as error:
         Restyler(empty).restyle(portrait(), RestyleArgs(pack="ink"))
     assert listed(str(error.value)) == set(ALL_FOR_RESTYLING)
