@@ -22,6 +22,9 @@ from .errors import JojoganError
 from .nn.stylegan2 import Generator
 from .packs import PackLibrary, StylePack, make_pack, safe_pack_name, tensors_fingerprint
 
+# GPU memory one composition needs at 1024: the composed generator copy and the preview's activations (with
+# a test face, e4e too), with margin; an estimate handed to the host's memory manager before work starts
+COMPOSE_GPU_BYTES = 3 * 2**30
 Weights = dict[str, list[float]]  # source name -> normalised weight per resolution (4, 8, …, size)
 
 

@@ -17,7 +17,7 @@ from . import weights
 from .allocator import large_buffers_reused
 from .args import Recipe
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
-from .compose import Composer
+from .compose import COMPOSE_GPU_BYTES, Composer
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import DEFAULT_NETWORK, NETWORKS, Face, FaceDetector
@@ -162,7 +162,11 @@ class Runtime:
         """
         target = self.packs.new_path(name, overwrite=overwrite)
         files = self.composer.pack_files(recipe)
-        self.composer.weights(recipe)
+        if test_face is not None:
+            self.require_models()  # a test face needs the detector and e4e too: every missing file at once
+        if self.make_room is not None:  # the host frees memory for us first (Forge, on a GPU)
+            self.make_room(COMPOSE_GPU_BYTES)
+        self.composer.weights(recipe)  # loads the base (a missing base file is named)
         self.composer.sources(files)  # loads (and caches) every pack and checks it against the base
         latent = self.test_face_latent(test_face) if test_face is not None else None
         with large_buffers_reused(self.device):  # the preview's 1024 px activations reuse their buffers

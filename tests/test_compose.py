@@ -8,10 +8,11 @@ import torch
 from PIL import Image
 
 from jojogan_ext.args import parse_recipe
-from jojogan_ext.compose import recipe_weights, resolutions, tensor_resolution
-from jojogan_ext.errors import JojoganError, MissingPackError, PackError, PackExistsError
+from jojogan_ext.compose import COMPOSE_GPU_BYTES, recipe_weights, resolutions, tensor_resolution
+from jojogan_ext.errors import JojoganError, MissingPackError, MissingWeightsError, PackError, PackExistsError
 from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.packs import load_pack, save_pack, tensors_fingerprint
+from jojogan_ext.runtime import Runtime
 
 from tiny_models import SIZE, STYLE_DIM, styled_generator, tiny_generator
 
@@ -258,3 +259,14 @@ def test_composing_a_pack_holds_only_its_sources_and_one_result(packs):
     assert cached_files == {str(runtime.packs.existing("ink"))} and not composer._generators
     data = json.loads(load_pack(runtime.packs.existing("ink swap")).metadata["jojogan.recipe"])
     assert [source["name"] for source in data["sources"]] == ["ink", "base"]
+
+
+def test_the_host_makes_room_first_and_a_missing_base_is_named(packs, tmp_path):
+    runtime, _ = packs
+    asked: list[int] = []
+    runtime.make_room = asked.append
+    runtime.compose_pack("room", parse_recipe(swap("ink", "base", 8)))
+    assert asked == [COMPOSE_GPU_BYTES]
+    empty = Runtime(tmp_path / "no models")
+    with pytest.raises(MissingWeightsError, match=r"stylegan2-ffhq-config-f\.pt"):
+        empty.compose_pack("x", parse_recipe({"mode": "mix", "weights": {"base": 1}}))
