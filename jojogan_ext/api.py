@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from pathlib import Path, PureWindowsPath
 from typing import Any, BinaryIO
 
@@ -28,8 +28,27 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from . import __version__
-from .args import RestyleArgs, StrictModel, TrainArgs, describe_problems, dump, parse, schema
-from .errors import BusyError, CancelledError, ImageError, JojoganError, MissingPackError, MissingWeightsError
+from .args import (
+    MixRecipe,
+    RestyleArgs,
+    StrictModel,
+    SwapRecipe,
+    TrainArgs,
+    describe_problems,
+    dump,
+    parse,
+    parse_recipe,
+    schema,
+)
+from .errors import (
+    BusyError,
+    CancelledError,
+    ImageError,
+    JojoganError,
+    MissingPackError,
+    MissingWeightsError,
+    PackExistsError,
+)
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
 from .packs import (
@@ -75,11 +94,28 @@ class TrainRequest(StrictModel):
     overwrite: bool = Field(False, description="Replace an existing style pack of the same name.")
 
 
+class ComposeRequest(StrictModel):
+    """POST packs/compose: the new pack's name and the recipe (a SwapRecipe or a MixRecipe, GET schema)."""
+
+    name: str = Field(..., description="Name of the new style pack (the packs folder's name rules apply).")
+    recipe: dict[str, Any] = Field(..., description="A recipe: {'mode': 'swap', …} or {'mode': 'mix', …}.")
+    overwrite: bool = Field(False, description="Replace an existing style pack of the same name.")
+    test_face: str | None = Field(None, description="Optional base64 photo to render the preview on.")
+
+
+# compose answers a missing source with 404 and a taken name with 409 (other routes keep 422 for both)
+COMPOSE_STATUSES: dict[type[JojoganError], int] = {MissingPackError: 404, PackExistsError: 409}
+
+
 # --- helpers shared with the gradio UI ----------------------------------------------------------
 
 
-def status_for(error: JojoganError) -> int:
-    """The HTTP status of a user-facing error: busy/cancelled 409, missing weights 503, no such pack 404, else 422."""
+def status_for(error: JojoganError, statuses: Mapping[type[JojoganError], int] | None = None) -> int:
+    """The HTTP status of a user-facing error: a route's own `statuses` first, busy/cancelled 409,
+    missing weights 503, no such pack 404, else 422."""
+    for kind, status in (statuses or {}).items():
+        if isinstance(error, kind):
+            return status
     if isinstance(error, BusyError | CancelledError):
         return 409
     if isinstance(error, MissingWeightsError):
@@ -90,12 +126,12 @@ def status_for(error: JojoganError) -> int:
 
 
 @contextlib.contextmanager
-def http_errors(what: str) -> Iterator[None]:
+def http_errors(what: str, statuses: Mapping[type[JojoganError], int] | None = None) -> Iterator[None]:
     """Turn JojoganError into its HTTP status and torch/IO failures into a 500 (507: disk full), each a sentence."""
     try:
         yield
     except JojoganError as error:
-        raise HTTPException(status_for(error), str(error)) from None
+        raise HTTPException(status_for(error, statuses), str(error)) from None
     except WORK_FAILURES as error:
         logging.getLogger("jojogan_ext").warning("%s failed", what, exc_info=error)
         first_line = str(error).splitlines()[0][:300] if str(error) else ""
@@ -303,8 +339,13 @@ def create_router(
 
     @router.get("/schema")
     def argument_schemas() -> dict[str, Any]:
-        """JSON schemas of the training and restyle arguments (bounds, defaults, descriptions)."""
-        return {"TrainArgs": schema(TrainArgs), "RestyleArgs": schema(RestyleArgs)}
+        """JSON schemas of the training and restyle arguments and the compose recipes (bounds, defaults, descriptions)."""
+        return {
+            "TrainArgs": schema(TrainArgs),
+            "RestyleArgs": schema(RestyleArgs),
+            "SwapRecipe": schema(SwapRecipe),
+            "MixRecipe": schema(MixRecipe),
+        }
 
     @router.get("/packs")
     def list_packs(thumbnails: bool = Query(False, description="Include the data: URI thumbnails.")) -> dict:
@@ -356,6 +397,28 @@ def create_router(
                     return pack_summary(runtime.packs.info(path.stem))
 
             return await run_in_threadpool(work)
+
+    @router.post("/packs/compose", status_code=201)
+    async def compose_pack(request: Request) -> dict:
+        """Compose a new pack from packs and the base: 201 and its summary; 404 unknown source, 409 name taken."""
+        data = await read_json(request, max_json_bytes)
+
+        def work() -> dict:
+            with http_errors("Composing the style pack", COMPOSE_STATUSES):
+                body = parse(ComposeRequest, data)
+                recipe = parse_recipe(body.recipe)
+                test_face = (
+                    decode_image(body.test_face, "The test face", runtime.image_limits)
+                    if body.test_face is not None
+                    else None
+                )
+                with exclusive():
+                    path = runtime.compose_pack(
+                        body.name, recipe, overwrite=body.overwrite, dtype=jobs.pack_dtype, test_face=test_face
+                    )
+                return pack_summary(runtime.packs.info(path.stem))
+
+        return await run_in_threadpool(work)
 
     @router.delete("/packs/{name}")
     def delete_pack(name: str) -> dict:

@@ -10,7 +10,7 @@ import typing
 from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, Field, NonNegativeInt
+from pydantic import BaseModel, Field, NonNegativeInt, confloat
 
 from .errors import JojoganError
 
@@ -22,18 +22,24 @@ _KIND_WORDS = {
     "str": "text",
     "bool": "true or false",
     "int_list": "a list of whole numbers",
+    "float_dict": "an object of numbers",
 }
 
 
 def _kind(annotation: Any) -> tuple[str | None, bool]:
-    """A field's kind ('int', 'float', 'str', 'bool', 'int_list', 'model'; None = not checked) and if None is allowed."""
+    """A field's kind ('int', 'float', 'str', 'bool', 'int_list', 'float_dict', 'model'; None = not checked) and if
+    None is allowed. A Literal of whole numbers is 'int', any other Literal 'str'."""
     optional = False
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         optional = len(members) < len(typing.get_args(annotation))
         annotation = members[0] if len(members) == 1 else annotation
     if typing.get_origin(annotation) is Literal:
-        return "str", optional
+        values = typing.get_args(annotation)
+        whole = all(isinstance(value, int) and not isinstance(value, bool) for value in values)
+        return ("int" if whole else "str"), optional
+    if typing.get_origin(annotation) is dict:
+        return ("float_dict" if _kind(typing.get_args(annotation)[1])[0] == "float" else None), optional
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation)
         return ("int_list" if _kind(item)[0] == "int" else None), optional
@@ -56,6 +62,8 @@ def _strict_value(kind: str, value: Any) -> Any:
             return int(value)
     if kind == "int_list" and isinstance(value, list | tuple):
         return [_strict_value("int", item) for item in value]
+    if kind == "float_dict" and isinstance(value, dict):
+        return {key: _strict_value("float", item) for key, item in value.items()}
     raise ValueError(f"must be {_KIND_WORDS[kind]}, not {value!r:.40}")
 
 
@@ -154,6 +162,46 @@ class RestyleArgs(StrictModel):
     color_match: bool = Field(False, description="Match the restyled face's colours to the original face.")
 
 
+# Composition (issue 16): the base model's source name, and the bounds of a recipe
+BASE_SOURCE = "base"
+MAX_COMPOSE_SOURCES = 8
+SwapResolution = Literal[4, 8, 16, 32, 64, 128, 256, 512, 1024]
+MixWeight = confloat(ge=0.0, le=100.0)
+
+
+class SwapRecipe(StrictModel):
+    """Layer swap (Toonify): resolutions up to `at` from `low`, above it from `high`, optionally with a soft seam."""
+
+    mode: Literal["swap"] = Field(..., description="'swap': take coarse layers from one source, fine from another.")
+    low: str = Field(
+        ..., min_length=1, max_length=200, description="Pack (or 'base') for resolutions up to `at`: pose, face shape."
+    )
+    high: str = Field(
+        ..., min_length=1, max_length=200, description="Pack (or 'base') for resolutions above `at`: texture, colour."
+    )
+    at: SwapResolution = Field(..., description="Last resolution taken from `low` (4 … the generator's size).")
+    transition: float = Field(
+        0.0,
+        ge=0.0,
+        le=8.0,
+        description="Width of a smooth seam in octaves (logistic over log2 of the resolution); 0 = hard.",
+    )
+
+
+class MixRecipe(StrictModel):
+    """Weight interpolation: every synthesis tensor is the weighted mean of the sources' tensors."""
+
+    mode: Literal["mix"] = Field(..., description="'mix': a weighted mean of packs (and 'base') at every resolution.")
+    weights: dict[str, MixWeight] = Field(
+        ...,
+        description=f"Source (pack name or 'base') -> weight ≥ 0, 1 to {MAX_COMPOSE_SOURCES} sources; normalised to sum 1.",
+    )
+
+
+Recipe = SwapRecipe | MixRecipe
+RECIPES: dict[str, type[BaseModel]] = {"swap": SwapRecipe, "mix": MixRecipe}
+
+
 # Restyle fields in generation parameters ("JoJoGAN pack: ink, JoJoGAN strength: 0.8, ..."); pasting restores them.
 INFOTEXT_FIELDS = {
     "pack": "JoJoGAN pack",
@@ -217,7 +265,8 @@ def schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema (for the API's /schema route and UI hints), the same under pydantic 1 and 2.
 
     pydantic 2 writes an optional field as anyOf [X, null] (which hides X's bounds) and pydantic 1 leaves
-    its null default out: both become X plus `"nullable": true` and `"default": null`.
+    its null default out: both become X plus `"nullable": true` and `"default": null`; pydantic 2's extra
+    `const` beside a one-value enum is dropped.
     """
     raw = model.model_json_schema() if PYDANTIC_V2 else model.schema()
     hints = typing.get_type_hints(model)
@@ -230,6 +279,8 @@ def schema(model: type[BaseModel]) -> dict[str, Any]:
             prop = {**inner, **prop}
         if _kind(hints[name])[1]:
             prop.update(nullable=True, default=prop.get("default"))
+        if "enum" in prop:  # pydantic 2 repeats a one-value Literal as "const"; the enum says it on both
+            prop.pop("const", None)
         properties[name] = prop
     return {**raw, "properties": properties}
 
@@ -290,3 +341,18 @@ def from_infotext(params: dict[str, Any]) -> dict[str, Any]:
             with contextlib.suppress(ValueError):
                 values[field] = _from_text(_kind(hints[field])[0], params[label])
     return values
+
+
+def parse_recipe(data: dict[str, Any] | None) -> Recipe:
+    """A validated composition recipe, its model chosen by `mode` (a mix: 1 to 8 sources, weights not all 0);
+    or one JojoganError sentence. Whether a swap resolution fits the generator is known only with the base."""
+    mode = data.get("mode") if isinstance(data, dict) else None
+    if not isinstance(mode, str) or mode not in RECIPES:
+        raise JojoganError(f'A recipe needs "mode": one of {", ".join(repr(m) for m in RECIPES)}.')
+    recipe = parse(RECIPES[mode], data)
+    if isinstance(recipe, MixRecipe):
+        if not 1 <= len(recipe.weights) <= MAX_COMPOSE_SOURCES:
+            raise JojoganError(f"A mix takes 1 to {MAX_COMPOSE_SOURCES} sources, not {len(recipe.weights)}.")
+        if sum(recipe.weights.values()) <= 0:
+            raise JojoganError("The mix weights add up to 0; give at least one source a weight above 0.")
+    return recipe

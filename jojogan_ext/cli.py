@@ -6,6 +6,7 @@ on stderr and exit with 1 (2 for usage errors), never a traceback.
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from . import __version__, weights
-from .args import RestyleArgs, TrainArgs, dump, field_info, parse, schema
+from .args import Recipe, RestyleArgs, TrainArgs, dump, field_info, parse, parse_recipe, schema
 from .errors import JojoganError
 from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES, NETWORKS, resolve_network
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     restyle.add_argument("--faces", type=int, nargs="+", help="indices of the faces to restyle (0 = largest)")
     add_model_flags(restyle, RestyleArgs)
 
-    packs = commands.add_parser("packs", help="list, show, rename or delete style packs")
+    packs = commands.add_parser("packs", help="list, show, rename, delete, blend or mix style packs")
     packs_commands = packs.add_subparsers(dest="packs_command", required=True)
     packs_commands.add_parser("list")
     packs_commands.add_parser("show").add_argument("name")
@@ -111,6 +112,21 @@ def build_parser() -> argparse.ArgumentParser:
     rename = packs_commands.add_parser("rename")
     rename.add_argument("old")
     rename.add_argument("new")
+    blend = packs_commands.add_parser(
+        "blend", help="layer swap: resolutions up to --at from --low, above it from --high (packs or 'base')"
+    )
+    blend.add_argument("out", help="name of the new style pack")
+    blend.add_argument("--low", required=True, help="pack (or 'base') for the coarse layers: pose, face shape")
+    blend.add_argument("--high", required=True, help="pack (or 'base') for the fine layers: texture, colour")
+    blend.add_argument("--at", required=True, help="last resolution taken from --low: a power of two, 4 … size")
+    blend.add_argument("--transition", default="0", help="width of a smooth seam in octaves (default 0: hard)")
+    mix = packs_commands.add_parser("mix", help="weighted mean of packs (and 'base'), e.g. ink=0.7 base=0.3")
+    mix.add_argument("out", help="name of the new style pack")
+    mix.add_argument("sources", nargs="+", metavar="SOURCE=WEIGHT", help="pack name (or 'base') and its weight")
+    for composer in (blend, mix):
+        composer.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
+        composer.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="pack precision")
+        composer.add_argument("--test-face", type=Path, help="a photo to render the preview on (default: average face)")
 
     importer = commands.add_parser("import", help="add a style pack (.safetensors) or convert a JoJoGAN style (.pt)")
     importer.add_argument("source", type=Path)
@@ -224,9 +240,56 @@ def run_restyle(options: argparse.Namespace) -> None:
         tqdm.write(f"{path.name}: {result.message} -> {target}", file=sys.stderr)
 
 
+def number(text: str, flag: str, kind: type = float) -> float:
+    """A command-line number, or one JojoganError sentence naming the flag."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise JojoganError(f"{flag} must be a {'whole ' if kind is int else ''}number, not {text!r}.") from None
+    if not math.isfinite(value):
+        raise JojoganError(f"{flag} must be a finite number, not {text!r}.")
+    return value
+
+
+def recipe_from_options(options: argparse.Namespace) -> Recipe:
+    """The composition recipe of `packs blend` / `packs mix`, validated like the API's."""
+    if options.packs_command == "blend":
+        return parse_recipe(
+            {
+                "mode": "swap",
+                "low": options.low,
+                "high": options.high,
+                "at": number(options.at, "--at", int),
+                "transition": number(options.transition, "--transition"),
+            }
+        )
+    weights: dict[str, float] = {}
+    for item in options.sources:
+        name, equals, weight = item.rpartition("=")
+        if not equals or not name.strip():
+            raise JojoganError(f"{item!r} is not SOURCE=WEIGHT; write e.g. ink=0.7 or base=0.3.")
+        if name in weights:
+            raise JojoganError(f"{name!r} is given twice; give each source once.")
+        weights[name] = number(weight, f"The weight of {name!r}")
+    return parse_recipe({"mode": "mix", "weights": weights})
+
+
+def run_compose(options: argparse.Namespace) -> None:
+    recipe = recipe_from_options(options)
+    runtime = make_runtime(options)
+    test_face = runtime.image_limits.open(options.test_face, "The test face") if options.test_face else None
+    path = runtime.compose_pack(
+        options.out, recipe, overwrite=options.overwrite, dtype=options.dtype, test_face=test_face
+    )
+    print(f"saved style pack '{path.stem}' to {path}")
+
+
 def run_packs(options: argparse.Namespace) -> None:
     from .packs import PackLibrary
 
+    if options.packs_command in ("blend", "mix"):
+        run_compose(options)
+        return
     library = PackLibrary(options.models_dir / "styles")
     if options.packs_command == "list":
         for info in library.list():

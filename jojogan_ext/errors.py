@@ -17,7 +17,11 @@ class PackError(JojoganError):
 
 
 class MissingPackError(PackError):
-    """There is no style pack of that name (any more: another request may have just deleted it)."""
+    """There is no style pack of that name (any more: another request may have just deleted it); the API's 404."""
+
+
+class PackExistsError(PackError):
+    """A style pack of that name already exists and replacing it was not asked for (409 where the API says so)."""
 
 
 class ImageError(JojoganError):

@@ -18,7 +18,10 @@ from PIL import Image
 from torch import Tensor
 
 from . import weights
+from .allocator import large_buffers_reused
+from .args import Recipe
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
+from .compose import COMPOSE_GPU_BYTES, Composer
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES, NETWORKS, Face, FaceDetector, resolve_network
@@ -169,6 +172,8 @@ class Runtime:
 
     def _mark_device_worker(self) -> None:
         self._device_local.is_worker = True
+        # compositions of packs and the base (issue 16); caches sources and generators by recipe
+        self.composer = Composer(self.packs, lambda: self.base.generator, lambda: self.base_fingerprint)
 
     # --- files -------------------------------------------------------------------------------------
     def require(self, *names: str) -> dict[str, Path]:
@@ -212,6 +217,43 @@ class Runtime:
             overwrite=overwrite,
             dtype=dtype,
         )
+
+    def compose_pack(
+        self,
+        name: str,
+        recipe: Recipe,
+        *,
+        overwrite: bool = False,
+        dtype: str = "float16",
+        test_face: Image.Image | None = None,
+    ) -> Path:
+        """Save the composition `recipe` as the pack `name`, its preview the test face (or the average face).
+
+        Every check (name, sources, recipe, fit, the test face's face) comes before the composition itself.
+        """
+        target = self.packs.new_path(name, overwrite=overwrite)
+        files = self.composer.pack_files(recipe)
+        if test_face is not None:
+            self.require_models()  # a test face needs the detector and e4e too: every missing file at once
+        if self.make_room is not None:  # the host frees memory for us first (Forge, on a GPU)
+            self.make_room(COMPOSE_GPU_BYTES)
+        self.composer.weights(recipe)  # loads the base (a missing base file is named)
+        self.composer.sources(files)  # loads (and caches) every pack and checks it against the base
+        latent = self.test_face_latent(test_face) if test_face is not None else None
+        with large_buffers_reused(self.device):  # the preview's 1024 px activations reuse their buffers
+            pack = self.composer.compose_pack(
+                recipe,
+                title=target.stem,
+                render_preview=self.render_average_face if latent is None else lambda g: render_preview(g, latent),
+            )
+        return pack.save(target, dtype, overwrite=overwrite)
+
+    def test_face_latent(self, image: Image.Image) -> Tensor:
+        """The w+ [1, n_latent, style_dim] of the largest face in a test photo (a pack preview's face)."""
+        faces = self.detect(image)
+        if not faces:
+            raise JojoganError("No face was found in the test face; use a photo with a clear face, or leave it out.")
+        return self.invert([align_face(image, faces[0].landmarks5, self.align_size).image])
 
     def render_average_face(self, generator: Generator) -> Image.Image:
         """A generator's rendering of the base model's average face (a pack's preview when it has none)."""
@@ -308,6 +350,7 @@ class Runtime:
         with self._lock:
             self._base = self._inverter = self._detector = self._lpips = None
             self._fingerprint, self._pack_cache = None, None
+            self.composer.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from jojogan_ext import __version__
 from jojogan_ext.api import API_PREFIX, MAX_REFERENCES, create_router
-from jojogan_ext.args import RestyleArgs, TrainArgs, schema
+from jojogan_ext.args import MixRecipe, RestyleArgs, SwapRecipe, TrainArgs, schema
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.packs import load_pack, save_pack
@@ -97,7 +97,12 @@ def test_version_and_schema(api):
     version = client.get(url("version")).json()
     assert version["version"] == __version__ and version["device"] == str(runtime.device)
     schemas = client.get(url("schema")).json()
-    assert schemas == {"TrainArgs": schema(TrainArgs), "RestyleArgs": schema(RestyleArgs)}
+    assert schemas == {
+        "TrainArgs": schema(TrainArgs),
+        "RestyleArgs": schema(RestyleArgs),
+        "SwapRecipe": schema(SwapRecipe),
+        "MixRecipe": schema(MixRecipe),
+    }
 
 
 def test_list_show_download_and_delete_a_pack(api, bold):
@@ -286,3 +291,43 @@ def test_missing_base_weights_answer_503(tmp_path, bold):
     answer = client.post(url("packs"), params={"name": "bold"}, content=bold.read_bytes())
     assert answer.status_code == 503
     assert "stylegan2-ffhq-config-f.pt" in answer.json()["detail"] and "missing" in answer.json()["detail"]
+
+
+def test_compose_a_pack_answers_201_with_its_summary(api, bold):
+    client, runtime, jobs = api
+    recipe = {"mode": "swap", "low": "base", "high": "bold", "at": 8, "transition": 0}
+    created = client.post(url("packs/compose"), json={"name": "bold texture", "recipe": recipe})
+    assert created.status_code == 201, created.text
+    summary = created.json()
+    assert summary["name"] == "bold texture" and summary["has_preview"]
+    assert summary["metadata"]["jojogan.source"] == "composed"
+    provenance = json.loads(summary["metadata"]["jojogan.recipe"])
+    assert provenance["recipe"] == recipe and [s["name"] for s in provenance["sources"]] == ["base", "bold"]
+    pack = load_pack(runtime.packs.existing("bold texture"))
+    assert pack.tensors["input.input"].dtype == getattr(torch, jobs.pack_dtype)  # the training precision
+    bold_tensors = load_pack(bold).tensors
+    assert torch.equal(
+        pack.tensors["to_rgbs.3.bias"], bold_tensors["to_rgbs.3.bias"].to(pack.tensors["input.input"].dtype)
+    )
+    assert client.get(url("packs/bold texture")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        ({"name": "x", "recipe": {"mode": "mix", "weights": {"bold": 1, "ghost": 1}}}, 404, "'ghost'"),
+        ({"name": "bold", "recipe": {"mode": "mix", "weights": {"bold": 1}}}, 409, "already exists"),
+        ({"name": "x", "recipe": {"mode": "mix", "weights": {"bold": -1}}}, 422, "weights.bold"),
+        ({"name": "x", "recipe": {"mode": "swap", "low": "bold", "high": "base", "at": 12}}, 422, "at"),
+        ({"name": "x", "recipe": {"mode": "swap", "low": "bold", "high": "base", "at": 128}}, 422, "64 px"),
+        ({"name": "x", "recipe": {"mode": "swap", "low": "alien", "high": "base", "at": 16}}, 422, "another base"),
+        ({"name": "x", "recipe": {"mode": "twist"}}, 422, "mode"),
+        ({"name": "x", "recipe": {"mode": "mix", "weights": {"bold": 1}}, "extra": 1}, 422, "extra"),
+    ],
+)
+def test_compose_errors(api, bold, body, status, text):
+    client, runtime, _ = api
+    save_pack(runtime.packs.new_path("alien"), styled_generator(runtime.base.generator), base=Generator(64, style_dim=128, n_mlp=2, channel_max=16), title="Alien")  # fmt: skip
+    answer = client.post(url("packs/compose"), json=body)
+    assert answer.status_code == status and text in answer.json()["detail"], answer.text
+    assert not (runtime.packs.folder / "x.safetensors").exists()

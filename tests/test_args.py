@@ -8,11 +8,21 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jojogan_ext.args import RestyleArgs, TrainArgs, field_info, from_infotext, infotext, parse, schema
+from jojogan_ext.args import (
+    MixRecipe,
+    RestyleArgs,
+    SwapRecipe,
+    TrainArgs,
+    field_info,
+    from_infotext,
+    infotext,
+    parse,
+    schema,
+)
 from jojogan_ext.errors import JojoganError
 
 SCHEMAS = Path(__file__).parent / "data" / "schemas.json"
-MODELS = {"TrainArgs": TrainArgs, "RestyleArgs": RestyleArgs}
+MODELS = {"TrainArgs": TrainArgs, "RestyleArgs": RestyleArgs, "SwapRecipe": SwapRecipe, "MixRecipe": MixRecipe}
 
 
 @pytest.mark.parametrize(
@@ -33,6 +43,11 @@ MODELS = {"TrainArgs": TrainArgs, "RestyleArgs": RestyleArgs}
         (RestyleArgs, {"face_indices": 1}, "face_indices: must be a list of whole numbers"),
         (RestyleArgs, {"max_faces": 2.5}, "max_faces: must be a whole number"),
         (RestyleArgs, {"sneaky": 1}, "sneaky: is not an option here"),
+        (SwapRecipe, {"mode": "swap", "low": "a", "high": "b", "at": "16"}, "at: must be a whole number"),
+        (SwapRecipe, {"mode": "swap", "low": "a", "high": "b", "at": True}, "at: must be a whole number"),
+        (SwapRecipe, {"mode": "swap", "low": 5, "high": "b", "at": 16}, "low: must be text"),
+        (MixRecipe, {"mode": "mix", "weights": {"a": "0.5"}}, "weights: must be a number"),
+        (MixRecipe, {"mode": "mix", "weights": [1]}, "weights: must be an object of numbers"),
     ],
 )
 def test_lossy_or_wrong_types_are_refused_in_the_same_words_on_both_stacks(model, data, problem):

@@ -98,3 +98,43 @@ def test_detector_auto_is_the_default_and_resolves_per_device(tmp_path):
     assert make_runtime(options).detector_network == "auto"
     auto = build_parser().parse_args(["--detector", "auto", "--models-dir", str(tmp_path), "packs", "list"])
     assert auto.detector == "auto"
+def test_packs_blend_and_mix_save_composed_packs(models):
+    from jojogan_ext.packs import load_pack
+    from jojogan_ext.runtime import Runtime
+
+    from tiny_models import save_styled_pack
+
+    save_styled_pack(Runtime(models), "ink")
+    blended = cli(models, "packs", "blend", "soft ink", "--low", "ink", "--high", "base", "--at", "16",
+                  "--transition", "0.5", "--dtype", "float32")  # fmt: skip
+    assert blended.returncode == 0, blended.stderr
+    assert "saved style pack 'soft ink'" in blended.stdout
+    soft = load_pack(models / "styles" / "soft ink.safetensors")
+    recipe = soft.json_field("jojogan.recipe")
+    assert soft.metadata["jojogan.source"] == "composed" and soft.tensors["input.input"].dtype == torch.float32
+    assert recipe["recipe"] == {"mode": "swap", "low": "ink", "high": "base", "at": 16, "transition": 0.5}
+    assert (models / "styles" / "soft ink.preview.png").is_file()
+
+    mixed = cli(models, "packs", "mix", "mixed", "ink=0.7", "soft ink=0.2", "base=0.1")
+    assert mixed.returncode == 0, mixed.stderr
+    pack = load_pack(models / "styles" / "mixed.safetensors")
+    assert pack.tensors["input.input"].dtype == torch.float16  # the training default
+    weights = {source["name"]: source["weights"][0] for source in pack.json_field("jojogan.recipe")["sources"]}
+    assert weights == pytest.approx({"ink": 0.7, "soft ink": 0.2, "base": 0.1})
+
+    assert_one_line_error(cli(models, "packs", "mix", "mixed", "ink=1"), "already exists")
+    assert cli(models, "packs", "mix", "mixed", "ink=1", "--overwrite").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["blend", "x", "--low", "ghost", "--high", "base", "--at", "16"], "no style pack named 'ghost'"),
+        (["blend", "x", "--low", "base", "--high", "base", "--at", "24"], "at"),
+        (["blend", "x", "--low", "base", "--high", "base", "--at", "128"], "above the generator's 64 px"),
+        (["mix", "x", "base=1", "ink=much"], "The weight of 'ink' must be a number"),
+    ],
+)
+def test_packs_blend_and_mix_errors_are_one_line(models, args, text):
+    assert_one_line_error(cli(models, "packs", *args), text)
+    assert not (models / "styles" / "x.safetensors").exists()

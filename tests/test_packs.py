@@ -182,3 +182,19 @@ def test_full_size_pack_fits_the_budget():
     values = sum(p.numel() for p in generator.synthesis_parameters().values())
     assert 28.0e6 < values < 28.5e6  # DESIGN §3: 28.27 M synthesis parameters
     assert values * 2 + 64_000 <= 57e6  # float16 + header (thumbnail included)
+
+
+def test_large_finite_weights_load_and_non_finite_ones_are_refused(tmp_path, base_and_styled):
+    """The finiteness check sums each tensor first: an overflowing sum of finite values must still load."""
+    base, styled = base_and_styled
+    path = save_pack(tmp_path / "huge.safetensors", styled, base=base, title="Huge", dtype="float32")
+    tensors = load_file(str(path))
+    metadata = read_pack_metadata(path)
+    tensors["conv1.conv.weight"].fill_(3e38)  # every value finite, their float32 sum is inf
+    save_file(tensors, str(path), metadata)
+    assert torch.equal(load_pack(path).tensors["conv1.conv.weight"], tensors["conv1.conv.weight"])
+    for bad in (float("inf"), float("-inf"), float("nan")):
+        tensors["conv1.conv.weight"].view(-1)[7] = bad
+        save_file(tensors, str(path), metadata)
+        with pytest.raises(PackError, match="NaN or infinite"):
+            load_pack(path)
