@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from . import __version__
-from .args import RestyleArgs, StrictModel, TrainArgs, dump, parse, schema
+from .args import RestyleArgs, StrictModel, TrainArgs, describe_problems, dump, parse, schema
 from .errors import BusyError, CancelledError, ImageError, JojoganError, MissingWeightsError
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
@@ -212,12 +212,8 @@ async def save_upload(request: Request, folder: Path, stem: str, limit: int) -> 
 
 
 def validation_sentence(error: RequestValidationError) -> str:
-    """FastAPI's list of parameter problems as one sentence (query.name: field required; ...)."""
-    problems = "; ".join(
-        f"{'.'.join(str(part) for part in problem.get('loc', ())) or 'request'}: {problem.get('msg', 'invalid')}"
-        for problem in error.errors()
-    )
-    return f"Invalid request: {problems}."
+    """FastAPI's list of parameter problems as one sentence (query.name: is required; ...)."""
+    return f"Invalid request: {'; '.join(describe_problems(list(error.errors()), 'request'))}."
 
 
 class SentenceRoute(APIRoute):
@@ -278,8 +274,14 @@ def create_router(
 
     @router.get("/version")
     def version() -> dict[str, Any]:
-        """The extension's version and the device it computes on."""
-        return {"version": __version__, "api": "v1", "device": str(runtime.device), "torch": torch.__version__}
+        """The extension's version, the device it computes on and its models folder (for bug reports)."""
+        return {
+            "version": __version__,
+            "api": "v1",
+            "device": str(runtime.device),
+            "torch": torch.__version__,
+            "models_dir": str(runtime.models_dir),
+        }
 
     @router.get("/schema")
     def argument_schemas() -> dict[str, Any]:

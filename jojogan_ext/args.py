@@ -1,9 +1,12 @@
 """The arguments of training and restyling: ONE definition for the UI, the API, infotext and the CLI.
 
 Works with pydantic 1.10 (A1111) and 2.x (Forge): only the shared subset is used, behind `parse`/`dump`/`schema`.
+Both versions get the same strict types (no lossy coercion) and the same JSON schema.
 """
 
 import contextlib
+import types
+import typing
 from typing import Any, Literal, TypeVar
 
 import pydantic
@@ -13,17 +16,96 @@ from .errors import JojoganError
 
 PYDANTIC_V2 = pydantic.VERSION.startswith("2")
 Model = TypeVar("Model", bound=BaseModel)
+_KIND_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "str": "text",
+    "bool": "true or false",
+    "int_list": "a list of whole numbers",
+}
+
+
+def _kind(annotation: Any) -> tuple[str | None, bool]:
+    """A field's kind ('int', 'float', 'str', 'bool', 'int_list', 'model'; None = not checked) and if None is allowed."""
+    optional = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        optional = len(members) < len(typing.get_args(annotation))
+        annotation = members[0] if len(members) == 1 else annotation
+    if typing.get_origin(annotation) is Literal:
+        return "str", optional
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        return ("int_list" if _kind(item)[0] == "int" else None), optional
+    for kind, python_type in (("bool", bool), ("int", int), ("float", float), ("str", str), ("model", BaseModel)):
+        if isinstance(annotation, type) and issubclass(annotation, python_type):
+            return kind, optional
+    return None, optional
+
+
+def _strict_value(kind: str, value: Any) -> Any:
+    """`value` as `kind` without loss (300.0 → 300), or ValueError: pydantic 1 would turn 300.7 into 300 and 5 into '5'."""
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "str" and isinstance(value, str):
+        return value
+    if kind in ("int", "float") and isinstance(value, int | float) and not isinstance(value, bool):
+        if kind == "float":
+            return value
+        if isinstance(value, int) or value.is_integer():
+            return int(value)
+    if kind == "int_list" and isinstance(value, list | tuple):
+        return [_strict_value("int", item) for item in value]
+    raise ValueError(f"must be {_KIND_WORDS[kind]}, not {value!r:.40}")
+
+
+def strict_values(model: type[BaseModel], data: Any) -> tuple[Any, list[str]]:
+    """The data with lossless conversions applied, and one 'field: problem' per value of the wrong type."""
+    if not isinstance(data, dict):
+        return data, []
+    hints = typing.get_type_hints(model)
+    cleaned, problems = dict(data), []
+    for name, value in data.items():
+        kind, optional = _kind(hints.get(name))
+        if kind is None or (value is None and optional):
+            continue
+        if kind == "model":  # a nested argument model: its problems are named by their path (args.strength)
+            cleaned[name], nested = strict_values(typing.get_args(hints[name])[0] if optional else hints[name], value)
+            problems += [f"{name}.{problem}" for problem in nested]
+            continue
+        try:
+            cleaned[name] = _strict_value(kind, value)
+        except ValueError as error:
+            problems.append(f"{name}: {error}")
+    return cleaned, problems
+
+
+def _refuse_lossy_values(model: type[BaseModel], data: Any) -> Any:
+    cleaned, problems = strict_values(model, data)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return cleaned
 
 
 class StrictModel(BaseModel):
-    """Unknown fields are refused, so a typo never silently falls back to a default."""
+    """Unknown fields are refused, so a typo never silently falls back to a default; no lossy type coercion."""
 
     if PYDANTIC_V2:
         model_config = pydantic.ConfigDict(extra="forbid")
+
+        @pydantic.model_validator(mode="before")
+        @classmethod
+        def _strict_types(cls, data: Any) -> Any:
+            return _refuse_lossy_values(cls, data)
+
     else:
 
         class Config:
             extra = pydantic.Extra.forbid
+
+        @pydantic.root_validator(pre=True)
+        def _strict_types(cls, data: Any) -> Any:
+            return _refuse_lossy_values(cls, data)
 
 
 class TrainArgs(StrictModel):
@@ -64,18 +146,53 @@ class RestyleArgs(StrictModel):
     color_match: bool = Field(False, description="Match the restyled face's colours to the original face.")
 
 
-INFOTEXT_FIELDS = {"pack": "JoJoGAN pack", "strength": "JoJoGAN strength"}
+# Restyle fields in generation parameters ("JoJoGAN pack: ink, JoJoGAN strength: 0.8, ..."); pasting restores them.
+INFOTEXT_FIELDS = {
+    "pack": "JoJoGAN pack",
+    "strength": "JoJoGAN strength",
+    "face_indices": "JoJoGAN faces",
+    "max_faces": "JoJoGAN max faces",
+    "confidence": "JoJoGAN confidence",
+    "min_face_size": "JoJoGAN min face size",
+    "feather": "JoJoGAN feather",
+    "color_match": "JoJoGAN color match",
+}
+ALWAYS_IN_INFOTEXT = ("pack", "strength")
 
 
 def parse(model: type[Model], data: dict[str, Any] | None) -> Model:
     """Validated arguments from a plain dict, or one JojoganError sentence listing what is wrong."""
-    try:
-        return model.model_validate(data or {}) if PYDANTIC_V2 else model.parse_obj(data or {})
-    except pydantic.ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in e['loc']) or 'arguments'}: {e['msg']}" for e in error.errors()
+    data, problems = strict_values(model, data or {})
+    if not problems:
+        try:
+            return model.model_validate(data) if PYDANTIC_V2 else model.parse_obj(data)
+        except pydantic.ValidationError as error:
+            problems = describe_problems(error.errors(), "arguments")
+    raise JojoganError(f"Invalid {model.__name__}: {'; '.join(problems)}.")
+
+
+# pydantic's error types (1.10: "value_error.missing", 2.x: "missing") → one wording on both stacks
+_MESSAGES = {
+    "missing": "is required",
+    "dict": "must be an object",
+    "dict_type": "must be an object",
+    "list": "must be a list",
+    "list_type": "must be a list",
+    "extra": "is not an option here (check the spelling)",
+    "extra_forbidden": "is not an option here (check the spelling)",
+}
+
+
+def describe_problems(errors: list[dict[str, Any]], whole: str) -> list[str]:
+    """pydantic's (or FastAPI's) validation errors as 'where: what' in the same words under pydantic 1 and 2."""
+    problems = []
+    for error in errors:
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__") or whole
+        kind = str(error.get("type", "")).split(".")[-1]
+        problems.append(
+            f"{where}: {_MESSAGES.get(kind, str(error.get('msg', 'invalid')).removeprefix('Value error, '))}"
         )
-        raise JojoganError(f"Invalid {model.__name__}: {problems}.") from None
+    return problems
 
 
 def dump(args: BaseModel) -> dict[str, Any]:
@@ -83,9 +200,30 @@ def dump(args: BaseModel) -> dict[str, Any]:
     return args.model_dump() if PYDANTIC_V2 else args.dict()
 
 
+def defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """Every field's default value."""
+    return dump(model())
+
+
 def schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema (for the API's /schema route and UI hints)."""
-    return model.model_json_schema() if PYDANTIC_V2 else model.schema()
+    """The JSON schema (for the API's /schema route and UI hints), the same under pydantic 1 and 2.
+
+    pydantic 2 writes an optional field as anyOf [X, null] (which hides X's bounds) and pydantic 1 leaves
+    its null default out: both become X plus `"nullable": true` and `"default": null`.
+    """
+    raw = model.model_json_schema() if PYDANTIC_V2 else model.schema()
+    hints = typing.get_type_hints(model)
+    properties = {}
+    for name, prop in raw["properties"].items():
+        prop = dict(prop)
+        variants = prop.pop("anyOf", None)
+        if variants is not None:
+            (inner,) = [variant for variant in variants if variant != {"type": "null"}]
+            prop = {**inner, **prop}
+        if _kind(hints[name])[1]:
+            prop.update(nullable=True, default=prop.get("default"))
+        properties[name] = prop
+    return {**raw, "properties": properties}
 
 
 def field_info(model: type[BaseModel], name: str) -> dict[str, Any]:
@@ -99,16 +237,48 @@ def field_info(model: type[BaseModel], name: str) -> dict[str, Any]:
     }
 
 
+def _infotext_value(value: Any) -> str:
+    return ", ".join(str(item) for item in value) if isinstance(value, list) else str(value)
+
+
 def infotext(args: RestyleArgs) -> dict[str, str]:
-    """The generation-parameter entries written under a restyled image."""
-    return {label: str(getattr(args, field)) for field, label in INFOTEXT_FIELDS.items()}
+    """The generation-parameter entries written under a restyled image: pack, strength and what differs from defaults."""
+    default = defaults(RestyleArgs)
+    return {
+        label: _infotext_value(getattr(args, field))
+        for field, label in INFOTEXT_FIELDS.items()
+        if field in ALWAYS_IN_INFOTEXT or getattr(args, field) != default[field]
+    }
 
 
-def from_infotext(params: dict[str, str]) -> dict[str, Any]:
-    """Restyle fields read back from pasted generation parameters (absent ones are left out)."""
-    values: dict[str, Any] = {}
-    if INFOTEXT_FIELDS["pack"] in params:
-        values["pack"] = params[INFOTEXT_FIELDS["pack"]]
-    with contextlib.suppress(KeyError, ValueError):
-        values["strength"] = float(params[INFOTEXT_FIELDS["strength"]])
+def _from_text(kind: str | None, text: str) -> Any:
+    """One infotext value back to its field's type (ValueError when it does not read as one)."""
+    text = str(text).strip()
+    if kind == "bool":
+        if text not in ("True", "False"):
+            raise ValueError(text)
+        return text == "True"
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    if kind == "int_list":
+        return [int(part) for part in text.replace(",", " ").split()]
+    return text
+
+
+def from_infotext(params: dict[str, Any]) -> dict[str, Any]:
+    """The restyle fields of pasted generation parameters: {} without a JoJoGAN pack, else every field.
+
+    The infotext lists only what differs from the defaults, so an absent field means its default.
+    Unreadable values keep their defaults.
+    """
+    if INFOTEXT_FIELDS["pack"] not in params:
+        return {}
+    hints = typing.get_type_hints(RestyleArgs)
+    values = defaults(RestyleArgs)
+    for field, label in INFOTEXT_FIELDS.items():
+        if label in params:
+            with contextlib.suppress(ValueError):
+                values[field] = _from_text(_kind(hints[field])[0], params[label])
     return values

@@ -7,6 +7,7 @@ Temp files are hidden siblings named `.<name>.<random>.tmp`; `remove_stale_temp_
 import contextlib
 import errno
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -84,3 +85,57 @@ def remove_stale_temp_files(folder: str | Path, min_age_seconds: float = 300.0) 
                         temp.unlink()
                         removed.append(temp)
     return removed
+
+
+def _move_one(source: Path, target: Path) -> None:
+    """Move a file without ever replacing one (FileExistsError if `target` exists); across file systems too."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        commit(source, target, overwrite=False)  # a hard link + unlink on the same file system
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        with atomic_path(target, overwrite=False) as temp:
+            shutil.copyfile(source, temp)
+        source.unlink()
+
+
+def move_missing_files(source: Path, target: Path) -> tuple[list[Path], list[Path]]:
+    """Move every file of `source` (recursively) that `target` lacks; returns (moved, left), as source paths.
+
+    Nothing in `target` is overwritten and nothing is deleted: a file whose name `target` already has stays
+    where it is. A style pack's `<name>.preview.png` moves or stays together with `<name>.safetensors`.
+    Hidden files (`.gitkeep`, temp files) and unfinished downloads are skipped; links (a folder the user
+    linked to another disk, say) are left where they are, never followed.
+    """
+    if not source.is_dir() or source.is_symlink() or source.resolve() == target.resolve():
+        return [], []
+    files, links = [], []
+    for folder, subfolders, names in os.walk(source):
+        for name in [*subfolders, *names]:
+            path = Path(folder, name)
+            if path.is_symlink():
+                links.append(path)
+            elif name in names and not name.startswith(".") and path.suffix not in (".partial", ".incoming"):
+                files.append(path)
+    files.sort()
+    units: dict[Path, list[Path]] = {}
+    for path in files:
+        pack = path.with_name(path.name.removesuffix(".preview.png") + ".safetensors")
+        owner = pack if path.name.endswith(".preview.png") and pack in files else path
+        units.setdefault(owner, []).append(path)
+    moved, left = [], sorted(links)
+    for unit in units.values():
+        destinations = [target / path.relative_to(source) for path in unit]
+        if any(destination.exists() for destination in destinations):
+            left += unit
+            continue
+        for path, destination in zip(unit, destinations, strict=True):
+            try:
+                _move_one(path, destination)
+                moved.append(path)
+            except FileExistsError:  # created meanwhile by someone else: keep ours where it is
+                left.append(path)
+    return moved, left

@@ -3,8 +3,9 @@
 The web UI loads each `scripts/*.py` file as a separate module that cannot import the others, so the
 one `Services` object of the process is created here by a memoized factory. Its models folder is read
 from the settings once (the tab and the /jojogan/v1 routes are built on it at start-up, so a new folder
-needs a restart); device, precision, detector and downloads follow the settings live. No web UI import
-here: the glue hands in its queue lock and VRAM hooks.
+needs a restart); device, precision, detector and downloads follow the settings live. The default models
+folder is the web UI's own `models/JoJoGAN` (reinstalling an extension deletes the extension's folder).
+No web UI import here: the glue hands in its queue lock and VRAM hooks.
 """
 
 import contextlib
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from PIL import Image
@@ -20,6 +21,7 @@ from PIL import Image
 from .args import RestyleArgs, infotext, parse
 from .errors import JojoganError
 from .faces.detect import DEFAULT_NETWORK, NETWORKS
+from .files import move_missing_files
 from .jobs import TrainingJob, TrainingJobs
 from .restyle import Restyler
 from .runtime import Runtime
@@ -39,7 +41,7 @@ class Setting:
 
 
 SETTINGS = (
-    Setting("jojogan_models_dir", "", "Models folder (empty: the extension's models/ folder)", needs_restart=True),
+    Setting("jojogan_models_dir", "", "Models folder (empty: the web UI's models/JoJoGAN)", needs_restart=True),
     Setting("jojogan_allow_download", True, "Download missing model files automatically"),
     Setting("jojogan_keep_loaded", True, "Keep JoJoGAN models loaded between uses"),
     Setting(
@@ -56,6 +58,33 @@ SETTINGS = (
         "Largest uploaded image JoJoGAN accepts (megapixels, checked before decoding)",
     ),
 )
+
+
+# The generation-info entry that says why an image was left unchanged (never read back when pasting).
+NOTE_LABEL = "JoJoGAN note"
+WEBUI_MODELS_SUBFOLDER = "JoJoGAN"  # <webui>/models/JoJoGAN, beside the host's other model folders
+
+
+class RestyleOutcome(NamedTuple):
+    """What the txt2img/img2img/Extras step did: the image, its infotext entries and a message."""
+
+    image: Image.Image
+    infotext: dict[str, str]
+    message: str
+
+    @property
+    def note(self) -> str:
+        """Why the image was left unchanged, for the user to see under it ('' when faces were restyled)."""
+        return "" if self.infotext else self.message
+
+    def record(self, params: dict[str, str], log: Callable[[str], None] = print) -> None:
+        """Write what happened where the user looks: the infotext entries into the image's parameters (txt2img's
+        extra generation parameters, Extras' info), or the note saying why nothing changed; the message to `log`."""
+        params.update(self.infotext)
+        if self.note:
+            params[NOTE_LABEL] = self.note
+        if self.message:
+            log(f"JoJoGAN: {self.message}")
 
 
 @dataclass
@@ -117,7 +146,7 @@ class Services:
         raw_args: dict[str, Any] | None,
         should_stop: Callable[[], bool] | None = None,
         default_pack: str = "",
-    ) -> tuple[Image.Image, dict[str, str], str]:
+    ) -> RestyleOutcome:
         """The txt2img/img2img/Extras step: (image, infotext entries, message); it never raises.
 
         Disabled or empty arguments leave the image as it is; without a pack in the arguments,
@@ -126,44 +155,73 @@ class Services:
         becomes the message.
         """
         if not raw_args:
-            return image, {}, ""
+            return RestyleOutcome(image, {}, "")
         if not raw_args.get("pack") and default_pack:
             raw_args = {**raw_args, "pack": default_pack}
         try:
             args = parse(RestyleArgs, raw_args)
             if not args.enabled:
-                return image, {}, ""
+                return RestyleOutcome(image, {}, "")
             if not args.pack:
                 message = (
                     'No style pack was chosen, so the image is unchanged; pick one in the accordion (API: "pack").'
                 )
-                return image, {}, message
+                return RestyleOutcome(image, {}, message)
             result = self.restyler.restyle(image, args, should_stop=should_stop)
         except JojoganError as error:
-            return image, {}, str(error)
+            return RestyleOutcome(image, {}, str(error))
         except (RuntimeError, OSError, MemoryError) as error:  # e.g. out of GPU memory
-            return image, {}, f"restyling failed, the image is unchanged: {type(error).__name__}: {error}"
-        return result.image, (infotext(args) if result.faces else {}), result.message
+            message = f"Restyling failed, the image is unchanged: {type(error).__name__}: {str(error)[:300]}"
+            return RestyleOutcome(image, {}, message)
+        return RestyleOutcome(result.image, (infotext(args) if result.faces else {}), result.message)
 
 
 _SERVICES: dict[tuple[str, str], Services] = {}  # the process's one Services per extension and web UI folder
 _SERVICES_LOCK = threading.Lock()
 
 
+def adopt_models_folder(old: Path, new: Path) -> str:
+    """Move what an earlier version kept in `old` (the extension's own models/) into `new`; a log line or ''.
+
+    Only files that `new` does not have yet are moved (a pack together with its preview); nothing is
+    overwritten or deleted, and whatever stays behind is named so the user can sort it out.
+    """
+    moved, left = move_missing_files(old, new)
+    if not moved and not left:
+        return ""
+    parts = [f"JoJoGAN: the models folder is now {new} (outside the extension, so a reinstall keeps it)."]
+    if moved:
+        parts.append(f"Moved {len(moved)} file{'s' if len(moved) != 1 else ''} there from {old}.")
+    if left:
+        names = ", ".join(str(path.relative_to(old)) for path in left[:10]) + (", …" if len(left) > 10 else "")
+        parts.append(f"Left {len(left)} in {old} because {new} already has files of the same name: {names}.")
+    return " ".join(parts)
+
+
 def services_from_settings(
-    option: Callable[[str, Any], Any], extension_dir: Path, webui_models_dir: str | Path, device: str | torch.device
+    option: Callable[[str, Any], Any],
+    extension_dir: Path,
+    webui_models_dir: str | Path,
+    device: str | torch.device,
+    log: Callable[[str], None] = print,
 ) -> Services:
     """The process's Services, following the current settings (`option(key, default)` reads one).
 
     The models folder comes from the settings of the first call and stays until a restart, so the tab,
     the routes and the scripts always share one folder; the other settings are applied on every call.
+    Without a folder in the settings it is `<webui>/models/JoJoGAN`, which adopts the files an earlier
+    version kept inside the extension (see `adopt_models_folder`; `log` reports that once).
     """
     values = {setting.key: option(setting.key, setting.default) for setting in SETTINGS}
     key = (str(extension_dir), str(webui_models_dir))
     with _SERVICES_LOCK:
         if key not in _SERVICES:
-            models_dir = values["jojogan_models_dir"] or Path(extension_dir) / "models"
-            runtime = Runtime(Path(models_dir), webui_models_dir=webui_models_dir)
+            models_dir = Path(values["jojogan_models_dir"] or Path(webui_models_dir) / WEBUI_MODELS_SUBFOLDER)
+            if not values["jojogan_models_dir"]:
+                notice = adopt_models_folder(Path(extension_dir) / "models", models_dir)
+                if notice:
+                    log(notice)
+            runtime = Runtime(models_dir, webui_models_dir=webui_models_dir)
             _SERVICES[key] = Services(runtime, TrainingJobs(runtime), Restyler(runtime), contextlib.nullcontext)
         services = _SERVICES[key]
     services.apply_settings(

@@ -19,6 +19,9 @@ from .runtime import Runtime
 from .train import tensor_to_image
 
 GENERATOR_BATCH = 4
+# GPU memory one restyle needs at 1024: e4e, the base and the blended generator, one batch's activations,
+# with margin (an estimate, handed to the host's memory manager before the models go to the GPU)
+RESTYLE_GPU_BYTES = 3 * 2**30
 
 
 @dataclass
@@ -63,12 +66,15 @@ class Restyler:
         if not args.pack:
             raise JojoganError("Choose a style pack to restyle faces with.")
         self.runtime.packs.existing(args.pack)  # a misspelt pack is reported even when no face is found
+        self.runtime.require_models(detector=faces is None)  # every missing model file, named at once
         rgb = to_rgb(image)
         if faces is None:
             faces = self.find_faces(rgb, args)
         chosen = [(i, face) for i, face in enumerate(faces) if args.face_indices is None or i in args.face_indices]
         if not chosen:
             return RestyleResult(image, [], "No face was found to restyle; the image is unchanged.")
+        if self.runtime.make_room is not None:  # the host frees memory for us first (Forge, on a GPU)
+            self.runtime.make_room(RESTYLE_GPU_BYTES)
         generator = self.runtime.pack_generator(args.pack, args.strength)
         aligned: list[AlignedFace] = [align_face(rgb, face.landmarks5, self.runtime.align_size) for _, face in chosen]
         stylized: list[Image.Image] = []

@@ -90,6 +90,8 @@ class Runtime:
         self.allow_download = allow_download
         self.detector_network = detector_network
         self.on_download = on_download
+        # called with the bytes a GPU job is about to need, so a host can unload its own models first (Forge)
+        self.make_room: Callable[[int], None] | None = None
         self.folders = weights.WeightFolders(self.models_dir, webui_models_dir)
         self.packs = PackLibrary(self.models_dir / "styles")
         for folder in (self.packs.folder, self.models_dir / "base"):
@@ -103,6 +105,30 @@ class Runtime:
     def require(self, *names: str) -> dict[str, Path]:
         """Local paths of catalog files, downloading when allowed; else one MissingWeightsError for all."""
         return weights.require(names, self.folders, allow_download=self.allow_download, on_progress=self.on_download)
+
+    def require_models(self, *, detector: bool = True, lpips: bool = False, fetch: bool = True) -> None:
+        """Check that every model file a job needs is here (downloading when allowed) before it starts.
+
+        One MissingWeightsError lists all that are missing at once (name, size, folder), instead of the job
+        stopping at the first; files already loaded or cached as `.safetensors` count as present. With
+        `fetch=False` (a caller that must answer at once) nothing is downloaded: when downloads are allowed
+        the job fetches the files itself.
+        """
+        if not fetch and self.allow_download:
+            return
+        base_cache = self.folders.models_dir / "base" / (Path(BASE_FILE).stem + ".safetensors")
+        e4e_cache = self.folders.models_dir / "base" / (Path(E4E_FILE).stem + ".safetensors")
+        needed = []
+        if self._base is None and not base_cache.is_file():
+            needed.append(BASE_FILE)
+        if self._inverter is None and not e4e_cache.is_file():
+            needed.append(E4E_FILE)
+        if detector and self._detector is None and self.detector_network in NETWORKS:
+            needed.append(NETWORKS[self.detector_network][1])
+        if lpips and self._lpips is None:
+            needed.append(VGG_FILE)
+        if needed:
+            self.require(*needed)
 
     def import_pack(self, source: str | Path, name: str, *, overwrite: bool = False, dtype: str = "float16") -> Path:
         """Add a style pack or convert a JoJoGAN style into the library (the one import gate, see PackLibrary)."""

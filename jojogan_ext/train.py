@@ -229,10 +229,18 @@ def grad_scaler(enabled: bool) -> "torch.cuda.amp.GradScaler":
     return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
+def require_training_models(runtime: "Runtime", args: TrainArgs, *, fetch: bool = True) -> None:
+    """Every model file this training needs, checked at once (see `Runtime.require_models`)."""
+    runtime.require_models(
+        detector=not args.references_are_aligned, lpips=args.loss == "lpips" or args.identity_weight > 0, fetch=fetch
+    )
+
+
 def prepare_run(
     runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
 ) -> TrainingRun:
     """Align and invert the references (and the test face), and make the trainable generator copy."""
+    require_training_models(runtime, args)
     base = runtime.base.generator
     aligned = runtime.align_references(references, args.references_are_aligned)
     latents = runtime.invert(aligned)  # [N, n_latent, style_dim]

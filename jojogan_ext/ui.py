@@ -23,11 +23,12 @@ from typing import Any
 
 import gradio as gr
 from PIL import Image
-from pydantic import BaseModel
 
 from . import weights
+from .accordion import ACCORDION_FIELDS, restyle_control, restyle_values
 from .api import MAX_REFERENCES, pack_info
-from .args import RestyleArgs, TrainArgs, field_info, parse, schema
+from .args import RestyleArgs, TrainArgs, field_info, parse
+from .controls import checkbox, choices_dropdown, label, number, slider, whole_numbers
 from .errors import ImageError, JojoganError
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
@@ -36,19 +37,8 @@ from .restyle import Restyler
 from .runtime import Runtime
 from .train import render_preview
 
-# The txt2img/img2img accordion's controls, in the order `build_restyle_controls` returns them.
-ACCORDION_FIELDS = ("enabled", "pack", "strength", "face_indices", "confidence", "feather", "color_match")
-# The Restyle tab's controls (after the image), in order.
-RESTYLE_TAB_FIELDS = (
-    "pack",
-    "strength",
-    "face_indices",
-    "max_faces",
-    "confidence",
-    "min_face_size",
-    "feather",
-    "color_match",
-)
+# The Restyle tab's controls (after the image): the accordion's, without its on/off switch.
+RESTYLE_TAB_FIELDS = ACCORDION_FIELDS[1:]
 # The Train tab's argument controls, in order.
 TRAIN_FIELDS = (
     "name",
@@ -61,19 +51,6 @@ TRAIN_FIELDS = (
     "learning_rate",
     "seed",
 )
-LABELS = {
-    "enabled": "Restyle faces with JoJoGAN",
-    "pack": "Style pack",
-    "face_indices": "Faces (0 = largest, e.g. 0, 2; empty = all)",
-    "color_match": "Match colours",
-    "min_face_size": "Minimum face size (px)",
-    "name": "Style pack name",
-    "references_are_aligned": "References are aligned face crops",
-    "preserve_color": "Preserve colours",
-    "identity_weight": "Identity weight",
-    "seed": "Seed (-1 = random)",
-}
-SLIDER_STEPS = {"identity_weight": 0.1}
 POLL_SECONDS = 1.0
 # outputs of every action that changes the library: pack gallery, names state, selected pack, restyle pack
 LIBRARY_OUTPUTS = 4
@@ -97,165 +74,18 @@ def uploaded_image(item: Any, limits: ImageLimits, what: str | None = None) -> I
     return limits.open(item if isinstance(item, Image.Image) else uploaded_path(item), what)
 
 
+def lossless(component: type[gr.Image] | type[gr.Gallery], **kwargs: Any) -> gr.components.Component:
+    """An image output served as PNG: gradio 4 would re-encode results as lossy WebP (gradio 3 sends PNG)."""
+    if "format" in inspect.signature(component.__init__).parameters:
+        kwargs["format"] = "png"
+    return component(**kwargs)
+
+
 def enable_queue(blocks: gr.Blocks, workers: int = 4) -> gr.Blocks:
     """Turn the queue on (generators need it) with a few workers, so a training's progress never blocks the UI."""
     if "default_concurrency_limit" in inspect.signature(blocks.queue).parameters:  # gradio 4
         return blocks.queue(default_concurrency_limit=workers)
     return blocks.queue(concurrency_count=workers)  # gradio 3
-
-
-# --- controls built from the argument models -----------------------------------------------------
-
-
-def label(name: str) -> str:
-    """The control label for a field name."""
-    return LABELS.get(name, name.replace("_", " ").capitalize())
-
-
-def property_type(model: type[BaseModel], name: str) -> str | None:
-    """The JSON-schema type of a field ('integer', 'number', 'boolean', 'string'; None for unions)."""
-    return schema(model)["properties"][name].get("type")
-
-
-def slider(model: type[BaseModel], name: str, elem_id: str) -> gr.Slider:
-    """A slider spanning the field's bounds, starting at its default."""
-    info = field_info(model, name)
-    integer = property_type(model, name) == "integer"
-    step = 1 if integer else SLIDER_STEPS.get(name, 0.01)
-    return gr.Slider(
-        minimum=info["minimum"],
-        maximum=info["maximum"],
-        value=info["default"],
-        step=step,
-        label=label(name),
-        info=info["description"],
-        elem_id=elem_id,
-    )
-
-
-def checkbox(model: type[BaseModel], name: str, elem_id: str) -> gr.Checkbox:
-    """A checkbox starting at the field's default."""
-    info = field_info(model, name)
-    return gr.Checkbox(value=info["default"], label=label(name), info=info["description"], elem_id=elem_id)
-
-
-def number(model: type[BaseModel], name: str, elem_id: str, value: float | None = None) -> gr.Number:
-    """A number box (for fields whose range makes a poor slider), at `value` or the field's default."""
-    info = field_info(model, name)
-    default = info["default"] if value is None else value
-    integer = property_type(model, name) != "number"
-    return gr.Number(
-        value=default, label=label(name), info=info["description"], precision=0 if integer else None, elem_id=elem_id
-    )
-
-
-def choices_dropdown(model: type[BaseModel], name: str, elem_id: str) -> gr.Dropdown:
-    """A dropdown of a Literal field's choices."""
-    info = field_info(model, name)
-    options = schema(model)["properties"][name]["enum"]
-    return gr.Dropdown(
-        choices=options, value=info["default"], label=label(name), info=info["description"], elem_id=elem_id
-    )
-
-
-def pack_names(runtime: Runtime) -> list[str]:
-    """The names of the usable style packs, sorted."""
-    return [info.name for info in runtime.packs.list()]
-
-
-def pack_dropdown(runtime: Runtime, elem_id: str) -> gr.Dropdown:
-    """A style pack dropdown with a refresh button beside it (created in the current layout)."""
-    names = pack_names(runtime)
-    with gr.Row():
-        dropdown = gr.Dropdown(
-            choices=names,
-            value=names[0] if names else None,
-            label=label("pack"),
-            info=field_info(RestyleArgs, "pack")["description"],
-            elem_id=elem_id,
-            scale=8,
-        )
-        refresh = gr.Button("🔄", size="sm", scale=1, min_width=40, elem_id=f"{elem_id}_refresh")
-    refresh.click(lambda: gr.update(choices=pack_names(runtime)), inputs=[], outputs=[dropdown])
-    return dropdown
-
-
-def restyle_control(runtime: Runtime, name: str, elem_prefix: str) -> gr.components.Component:
-    """One RestyleArgs control: pack dropdown, face list textbox, checkbox or slider."""
-    elem_id = f"{elem_prefix}_{name}"
-    if name == "pack":
-        return pack_dropdown(runtime, elem_id)
-    if name == "face_indices":
-        info = field_info(RestyleArgs, name)
-        return gr.Textbox(value="", label=label(name), info=info["description"], placeholder="all", elem_id=elem_id)
-    if property_type(RestyleArgs, name) == "boolean":
-        return checkbox(RestyleArgs, name, elem_id)
-    return slider(RestyleArgs, name, elem_id)
-
-
-def build_restyle_controls(
-    runtime: Runtime,
-    *,
-    enabled: gr.components.Component | None = None,
-    elem_prefix: str = "jojogan",
-) -> list[gr.components.Component]:
-    """The accordion's controls in ACCORDION_FIELDS order, created in the current Blocks context.
-
-    Pass `enabled` to use an existing switch (an InputAccordion, say) instead of a new checkbox.
-    Turn the values back into RestyleArgs fields with `restyle_values(values)`.
-    """
-    controls = []
-    for name in ACCORDION_FIELDS:
-        if name == "enabled" and enabled is not None:
-            controls.append(enabled)
-        elif name == "enabled":  # off until the user turns it on, whatever the API's default
-            info = field_info(RestyleArgs, name)["description"]
-            controls.append(gr.Checkbox(value=False, label=label(name), info=info, elem_id=f"{elem_prefix}_enabled"))
-        else:
-            controls.append(restyle_control(runtime, name, elem_prefix))
-    return controls
-
-
-def parse_face_indices(value: Any) -> list[int] | None:
-    """'0, 2' (or a list) → [0, 2]; empty → None (all faces); anything else → JojoganError."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, str):
-        parts = value.replace(";", ",").replace(" ", ",").split(",")
-        try:
-            return [int(part) for part in parts if part]
-        except ValueError:
-            raise JojoganError(
-                f"Faces '{value}' is not a list of face numbers; write them like 0, 2 (0 = largest)."
-            ) from None
-    if isinstance(value, list | tuple):
-        return list(value)
-    raise JojoganError(f"Faces must be a list of face numbers, not {value!r}.")
-
-
-def restyle_values(values: Sequence[Any], fields: Sequence[str] = ACCORDION_FIELDS) -> dict[str, Any]:
-    """Control values (in `fields` order) → a RestyleArgs dict; None leaves a field at its default.
-
-    A missing or None `enabled` means disabled (the Extras REST API passes None for every argument).
-    Validate the result with `args.parse(RestyleArgs, ...)`.
-    """
-    data: dict[str, Any] = {}
-    for name, value in zip(fields, values, strict=False):
-        if name == "face_indices":
-            data[name] = parse_face_indices(value)
-        elif value is not None:
-            data[name] = value
-    if "enabled" in fields:
-        data["enabled"] = bool(data.get("enabled", False))
-    return whole_numbers(RestyleArgs, data)
-
-
-def whole_numbers(model: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
-    """Sliders hand integers over as floats (300.0); give integer fields ints again."""
-    for name, value in data.items():
-        if property_type(model, name) == "integer" and isinstance(value, float) and value.is_integer():
-            data[name] = int(value)
-    return data
 
 
 def train_values(values: Sequence[Any]) -> dict[str, Any]:
@@ -420,14 +250,15 @@ class TabHandlers:
         references = self.references(files)
         test = self.test_face(test_face)
         faces = references + ([test] if test is not None else [])
+        self.runtime.require_models(detector=not aligned)  # every missing model file, named at once
         with self.exclusive():
             aligned_faces = self.runtime.align_references(faces, bool(aligned))
             w_plus = self.runtime.invert(aligned_faces)  # [N, n_latent, style_dim]
             generator = self.runtime.base.generator
             inversions = [render_preview(generator, w_plus[i : i + 1]) for i in range(len(aligned_faces))]
         items = []
-        for number, (face, inversion) in enumerate(zip(aligned_faces, inversions, strict=True), 1):
-            what = f"#{number}" if number <= len(references) else "test"
+        for position, (face, inversion) in enumerate(zip(aligned_faces, inversions, strict=True), 1):
+            what = f"#{position}" if position <= len(references) else "test"
             items += [(face, f"{what} aligned"), (inversion, f"{what} inverted")]
         count = len(references)
         message = f"Prepared {count} reference{'s' if count != 1 else ''}: aligned crops and their inversions."
@@ -653,8 +484,10 @@ def build_tab(
         packs["delete"].click(handlers.delete, inputs=[packs["selected"]], outputs=[status, *library])
         packs["download"].click(handlers.download, inputs=[packs["selected"]], outputs=[status, packs["file"]])
         packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library])
-        # No page-load refresh: in gradio 3.41 any output that arrives while a file uploads can leave the upload
-        # hanging at "Uploading..."; the 🔄 buttons re-read the packs folder instead.
+        # every page load shows the packs folder as it is now (packs trained or imported since the UI was built)
+        blocks.load(handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], queue=False).then(
+            handlers.show, inputs=[packs["selected"]], outputs=[status, packs["metadata"]], queue=False
+        )
     return blocks
 
 
@@ -693,8 +526,9 @@ def build_train_tab() -> dict[str, Any]:
                 cancel = gr.Button("Cancel", variant="stop", elem_id="jojogan_cancel")
         with gr.Column():
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="jojogan_train_status")
-            preview = gr.Image(label="Live preview", type="pil", interactive=False, elem_id="jojogan_preview")
-            pairs = gr.Gallery(
+            preview = lossless(gr.Image, label="Live preview", type="pil", interactive=False, elem_id="jojogan_preview")
+            pairs = lossless(
+                gr.Gallery,
                 label="Aligned references and their e4e inversions (the paired data)",
                 columns=4,
                 object_fit="contain",
@@ -735,8 +569,10 @@ def build_restyle_tab(runtime: Runtime) -> dict[str, Any]:
             button = gr.Button("Restyle", variant="primary", elem_id="jojogan_restyle_button")
         with gr.Column():
             status = gr.Textbox(label="Status", interactive=False, elem_id="jojogan_restyle_status")
-            result = gr.Image(label="Result", type="pil", interactive=False, elem_id="jojogan_restyle_result")
-            crops = gr.Gallery(label="Faces: aligned and restyled", columns=4, elem_id="jojogan_restyle_crops")
+            result = lossless(gr.Image, label="Result", type="pil", interactive=False, elem_id="jojogan_restyle_result")
+            crops = lossless(
+                gr.Gallery, label="Faces: aligned and restyled", columns=4, elem_id="jojogan_restyle_crops"
+            )
     return {"image": image, "controls": controls, "button": button, "status": status, "result": result, "crops": crops}
 
 
@@ -745,7 +581,8 @@ def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
     gallery_items, names, _, _ = handlers.library()
     with gr.Row():
         with gr.Column(scale=2):
-            gallery = gr.Gallery(
+            gallery = lossless(
+                gr.Gallery,
                 value=gallery_items,
                 label="Style packs",
                 columns=4,

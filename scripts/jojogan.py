@@ -3,22 +3,41 @@
 Only wiring lives here; everything else is in the `jojogan_ext` core package.
 """
 
+import contextlib
+import types
 from pathlib import Path
 
 import gradio as gr
 from modules import call_queue, devices, paths_internal, script_callbacks, scripts, sd_models, shared, ui_components
 
-from jojogan_ext import api, ui
-from jojogan_ext.args import INFOTEXT_FIELDS, from_infotext
-from jojogan_ext.integration import SETTINGS, Services, services_from_settings
+from jojogan_ext import accordion, api, ui
+from jojogan_ext.errors import JojoganError
+from jojogan_ext.integration import SETTINGS, RestyleOutcome, Services, services_from_settings
 from jojogan_ext.jobs import TrainingJob
 
 EXTENSION_DIR = Path(__file__).resolve().parents[1]
 SECTION = ("jojogan", "JoJoGAN")
 
 
+def forge_memory_management() -> types.ModuleType | None:
+    """Forge's model memory manager, found by what it can do (Forge's send_model_to_cpu/device do nothing)."""
+    with contextlib.suppress(ImportError):
+        from backend import memory_management  # Forge only
+
+        if hasattr(memory_management, "unload_all_models") and hasattr(memory_management, "free_memory"):
+            return memory_management
+    return None
+
+
+def make_room_on_gpu(num_bytes: int) -> None:
+    """Before restyling on a GPU under Forge: let Forge unload as many of its models as that needs (it reloads them)."""
+    memory = forge_memory_management()
+    if memory is not None and devices.device.type == "cuda":
+        memory.free_memory(num_bytes, memory.get_torch_device())
+
+
 class WebUIHooks:
-    """How long jobs share the web UI: its queue lock, the SD model moved off the GPU, progress in shared.state."""
+    """How long jobs share the web UI: its queue lock, the SD model off the GPU, progress in shared.state."""
 
     def __init__(self):
         self.moved_model = None
@@ -30,8 +49,15 @@ class WebUIHooks:
     def before(self) -> None:
         shared.state.begin(job="jojogan_train")
         shared.state.job, shared.state.job_count = "JoJoGAN training", 1  # begin() leaves -1: negative progress
+        if devices.device.type != "cuda":
+            return
+        memory = forge_memory_management()
+        if memory is not None:  # Forge: unload everything through its manager; it reloads on demand afterwards
+            memory.unload_all_models()
+            memory.soft_empty_cache(force=True)
+            return
         model = sd_models.model_data.sd_model  # the attribute, not shared.sd_model (which would load one)
-        if model is not None and devices.device.type == "cuda":
+        if model is not None:
             sd_models.send_model_to_cpu(model)
             self.moved_model = model
 
@@ -74,6 +100,7 @@ def services() -> Services:
             observe=HOOKS.observe,
             interrupted=HOOKS.interrupted,
         )
+        found.runtime.make_room = make_room_on_gpu
     return found
 
 
@@ -114,55 +141,39 @@ class JoJoGANScript(scripts.Script):
         tab = "img2img" if is_img2img else "txt2img"
         runtime = services().runtime
         with ui_components.InputAccordion(False, label="JoJoGAN", elem_id=f"jojogan_{tab}") as enabled:
-            controls = ui.build_restyle_controls(runtime, enabled=enabled, elem_prefix=f"jojogan_{tab}")
-        pack, strength = controls[ui.ACCORDION_FIELDS.index("pack")], controls[ui.ACCORDION_FIELDS.index("strength")]
-        default_pack = option("jojogan_default_pack", "")
-        if default_pack:
-            pack.value = default_pack
-        state = gr.State(ui.restyle_values([control.value for control in controls]))
-        for control in controls:
-            control.change(lambda *values: ui.restyle_values(values), inputs=controls, outputs=[state], queue=False)
-        pack_label, strength_label = INFOTEXT_FIELDS["pack"], INFOTEXT_FIELDS["strength"]
-        defaults = state.value
-        self.infotext_fields = [
-            (enabled, lambda params: pack_label in params),
-            (pack, pack_label),
-            (strength, strength_label),
-            # the script's argument itself, so that the API's "infotext" field restores restyling too
-            (
-                state,
-                lambda params: {**defaults, "enabled": True, **from_infotext(params)} if pack_label in params else None,
-            ),
-        ]
-        self.paste_field_names = [pack_label, strength_label]
-        return [state]
+            controls = accordion.build_restyle_controls(
+                runtime, enabled=enabled, elem_prefix=f"jojogan_{tab}", pack=option("jojogan_default_pack", "")
+            )
+        # the host applies saved defaults and pasted parameters to these controls after ui(), and hands their
+        # values to postprocess_image: nothing is captured here
+        self.infotext_fields = accordion.paste_fields(controls)
+        self.paste_field_names = accordion.paste_field_names()
+        return controls
 
-    def postprocess_image(self, p, pp, restyle_args=None):
-        if restyle_args is None or shared.state.interrupted:
+    def postprocess_image(self, p, pp, *script_args):
+        if shared.state.interrupted:
             return
-        if not isinstance(restyle_args, dict):
-            print(f'JoJoGAN: the script argument must be one object like {{"pack": "name"}}, not {restyle_args!r:.80}.')
+        try:
+            restyle_args = accordion.script_arguments(script_args)
+        except JojoganError as error:
+            RestyleOutcome(pp.image, {}, str(error)).record(p.extra_generation_params)
             return
-        if not restyle_args.get("enabled", True):  # RestyleArgs' default: an API object without "enabled" restyles
+        if restyle_args is None or not restyle_args.get("enabled", True):  # an API object without "enabled" restyles
             return
-        image, infotext, message = services().restyle_or_keep(
+        outcome = services().restyle_or_keep(
             pp.image,
             restyle_args,
             should_stop=lambda: bool(shared.state.interrupted),
             default_pack=option("jojogan_default_pack", ""),
         )
-        pp.image = image
-        p.extra_generation_params.update(infotext)
-        if message:
-            print(f"JoJoGAN: {message}")
+        pp.image = outcome.image
+        outcome.record(p.extra_generation_params)  # the generation info under the image, the API's info, the PNG
 
-    def postprocess(self, p, processed, restyle_args=None):
-        if (
-            isinstance(restyle_args, dict)
-            and restyle_args.get("enabled", True)
-            and not option("jojogan_keep_loaded", True)
-        ):
-            services().runtime.unload()
+    def postprocess(self, p, processed, *script_args):
+        with contextlib.suppress(JojoganError):
+            restyle_args = accordion.script_arguments(script_args)
+            if restyle_args and restyle_args.get("enabled", True) and not option("jojogan_keep_loaded", True):
+                services().runtime.unload()
 
 
 script_callbacks.on_ui_settings(on_ui_settings)

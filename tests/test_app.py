@@ -12,6 +12,13 @@ from jojogan_ext.app import create_app
 from app_server import served
 from tiny_models import save_styled_pack
 
+try:
+    from gradio_client import handle_file  # gradio_client 1.x (gradio 4) wants files marked as such
+except ImportError:  # gradio_client 0.5 (gradio 3) takes plain paths
+
+    def handle_file(path: str) -> str:
+        return path
+
 
 @pytest.fixture()
 def app_url(tiny_runtime):
@@ -48,9 +55,9 @@ def test_gradio_client_lists_packs_and_restyles(app_url, fixtures):
         0.15,
         False,
     ]  # pack, strength, faces, max, confidence, size, feather, colour
-    status, result, _ = client.predict(image, *options, api_name="/jojogan_restyle")
+    status, result, _ = client.predict(handle_file(image), *options, api_name="/jojogan_restyle")
     assert status == "Restyled 1 face with 'bold'."
     assert Image.open(result).size == Image.open(image).size
 
-    status, result, _ = client.predict(image, "missing", *options[1:], api_name="/jojogan_restyle")
+    status, result, _ = client.predict(handle_file(image), "missing", *options[1:], api_name="/jojogan_restyle")
     assert status.startswith("⚠️") and "no style pack named 'missing'" in status and result is None

@@ -8,7 +8,7 @@ from PIL import Image
 from jojogan_ext.args import RestyleArgs
 from jojogan_ext.errors import JojoganError, PackError
 from jojogan_ext.faces.detect import Face
-from jojogan_ext.restyle import Restyler
+from jojogan_ext.restyle import RESTYLE_GPU_BYTES, Restyler
 
 from tiny_models import astronaut, astronaut_landmarks, save_styled_pack
 
@@ -91,3 +91,12 @@ def test_half_precision_restyles_close_to_float32(styled_runtime, fixtures, face
     half = Restyler(styled_runtime).restyle(image, RestyleArgs(pack="bold"), faces=[face]).faces[0].stylized
     assert next(styled_runtime.pack_generator("bold").parameters()).dtype == torch.bfloat16
     assert np.abs(pixels(half) - pixels(full)).mean() < 3  # measured 0.7 grey levels
+
+
+def test_the_host_frees_memory_before_the_models_are_loaded(styled_runtime, fixtures, face):
+    """Forge's glue hands in `make_room`; it is asked for the restyle's memory before any model is built."""
+    asked = []
+    styled_runtime.unload()
+    styled_runtime.make_room = lambda num_bytes: asked.append((num_bytes, styled_runtime._base is None))
+    Restyler(styled_runtime).restyle(astronaut(fixtures), RestyleArgs(pack="bold"), faces=[face])
+    assert asked == [(RESTYLE_GPU_BYTES, True)]

@@ -21,7 +21,7 @@ from PIL import Image
 
 from jojogan_ext import __version__
 from jojogan_ext.args import INFOTEXT_FIELDS, RestyleArgs, TrainArgs, schema
-from jojogan_ext.integration import SETTINGS
+from jojogan_ext.integration import NOTE_LABEL, SETTINGS
 
 WEBUI_URL = os.environ.get("JOJOGAN_WEBUI_URL", "").rstrip("/")
 WEBUI_LOG = os.environ.get("JOJOGAN_WEBUI_LOG", "")
@@ -131,7 +131,8 @@ def test_scripts_are_listed_as_alwayson(client):
     assert "jojogan" in listed["img2img"]
     infos = [s for s in client.get("/sdapi/v1/script-info").json() if s["name"] == "jojogan"]
     assert {info["is_img2img"] for info in infos} == {False, True}
-    assert all(info["is_alwayson"] and info["args"][0]["value"]["enabled"] is False for info in infos)
+    # the arguments are the accordion's controls, its switch first and off
+    assert all(info["is_alwayson"] and info["args"][0]["value"] is False for info in infos)
 
 
 # --- the /jojogan/v1 routes through the web UI's server ----------------------------------------------
@@ -253,7 +254,7 @@ def test_img2img_alwayson_args_reach_the_script(client, pack, reference):
         None,
         {"JoJoGAN": {"args": [{"enabled": False, "pack": "whatever", **FIND_FACES}]}},
         {"JoJoGAN": {"args": [{"enabled": True, "pack": "whatever", "strength": 5}]}},  # invalid: logged, skipped
-        {"JoJoGAN": {"args": [True, "whatever"]}},  # not an object: logged, skipped
+        {"JoJoGAN": {"args": [True, "whatever"]}},  # positional control values: no such pack, kept
     ],
     ids=["no-args", "disabled", "invalid-strength", "positional-list"],
 )
@@ -340,3 +341,54 @@ def test_training_holds_the_queue_lock(client, reference):
     assert job["state"] == "cancelled"
     assert finished["status"] == 200  # it ran once the training let go of the queue
     assert client.get("/sdapi/v1/options").status_code == 200  # the web UI is still up
+
+
+# --- every option in the generation parameters, notes, the models folder ------------------------------
+
+
+OPTIONS = {**FIND_FACES, "feather": 0.3, "max_faces": 3, "color_match": True}
+
+
+def generation_params(response) -> dict:
+    return json.loads(response.json()["info"])["extra_generation_params"]
+
+
+def test_every_option_that_differs_from_its_default_is_recorded(client, pack):
+    response = txt2img(client, {"JoJoGAN": {"args": [{"pack": pack, **OPTIONS}]}})
+    assert response.status_code == 200, response.text
+    params = generation_params(response)
+    if NOTE_LABEL in params:
+        pytest.skip(f"no face was restyled in the tiny image: {params[NOTE_LABEL]}")
+    assert params[INFOTEXT_FIELDS["pack"]] == pack and params[INFOTEXT_FIELDS["strength"]] == "1.0"
+    assert params[INFOTEXT_FIELDS["feather"]] == "0.3" and params[INFOTEXT_FIELDS["max_faces"]] == "3"
+    assert params[INFOTEXT_FIELDS["confidence"]] == "0.05" and params[INFOTEXT_FIELDS["color_match"]] == "True"
+    assert INFOTEXT_FIELDS["face_indices"] not in params  # the default (all faces) is left out
+
+
+def test_pasted_parameters_restore_every_option(client, pack):
+    """The API's `infotext` field goes through the script's paste functions, as the UI's paste button does."""
+    infotext = (
+        f"a portrait photo\nSteps: 1, Seed: 1234, Size: 64x64, JoJoGAN pack: {pack}, JoJoGAN strength: 0.6, "
+        "JoJoGAN confidence: 0.05, JoJoGAN min face size: 8, JoJoGAN feather: 0.3"
+    )
+    plain = txt2img(client).json()["images"][0]
+    args = {"pack": pack, "strength": 0.6, "confidence": 0.05, "min_face_size": 8, "feather": 0.3}
+    expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": args}).json()
+    pasted = txt2img(client, infotext=infotext, styles=[])  # Forge's infotext path needs "styles" (its own bug)
+    assert pasted.status_code == 200, pasted.text
+    assert np.array_equal(pixels(pasted.json()["images"][0]), pixels(expected["image"]))
+
+
+def test_an_unchanged_image_says_why_in_its_generation_parameters(client):
+    response = txt2img(client, {"JoJoGAN": {"args": [{"pack": "no_such_pack_here"}]}})
+    assert response.status_code == 200, response.text
+    note = generation_params(response)[NOTE_LABEL]
+    assert "no style pack named 'no_such_pack_here'" in note
+    assert NOTE_LABEL in response.json()["info"] and INFOTEXT_FIELDS["pack"] not in generation_params(response)
+    enabled_without_pack = txt2img(client, {"JoJoGAN": {"args": [True, ""]}})
+    assert "No style pack was chosen" in generation_params(enabled_without_pack)[NOTE_LABEL]
+
+
+def test_the_models_folder_is_outside_the_extension(client):
+    models_dir = client.get("/jojogan/v1/version").json()["models_dir"]
+    assert "extensions" not in models_dir.replace("\\", "/").split("/"), models_dir
