@@ -88,6 +88,8 @@ setup() {
   # openai/CLIP as launch_utils.py installs it (k-diffusion imports it); it needs the venv's setuptools.
   "$dir/venv/bin/pip" install -q wheel
   "$dir/venv/bin/pip" install -q --no-build-isolation "git+$(git_url openai/CLIP | sed 's|^/|file:///|')@d50d76daa670286dd6cacf3bcd80b5e4823fc8e1"
+  # Forge's built-in soft-inpainting imports joblib, which its requirements do not name.
+  [[ $kind != forge ]] || "$dir/venv/bin/pip" install -q joblib
   # What the extension's install.py would install (--skip-prepare-environment skips extension installers).
   "$dir/venv/bin/pip" install -q -r "$EXTENSION/requirements.txt"
   mkdir -p "$dir/extensions"
@@ -121,6 +123,7 @@ start() {
   pid=$(pid_of "$dir")
   [[ -z $pid ]] || { echo "error: $kind already runs in $dir (pid $pid); stop it first" >&2 && exit 1; }
   echo "$port" >"$dir/webui.port"
+  [[ ! -f $dir/webui.log ]] || mv "$dir/webui.log" "$dir/webui.log.1" # the last run's log, for comparison
   (
     cd "$dir"
     # Offline: no Hugging Face or Gradio network calls; the log is written unbuffered for the tests.
