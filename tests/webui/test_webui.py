@@ -72,6 +72,16 @@ def client():
 
 
 @pytest.fixture(scope="module")
+def is_forge(client) -> bool:
+    """Forge, told by a route only it serves (its additional-modules list), not by a version string."""
+    return client.get("/sdapi/v1/sd-modules").status_code == 200
+
+
+# Forge's ControlNet builds the options model before extensions add their settings (tests/webui/README.md).
+FORGE_OPTIONS_BUG = "Forge's own bug: GET /sdapi/v1/options drops extension settings"
+
+
+@pytest.fixture(scope="module")
 def reference(fixtures) -> str:
     return b64_file(fixtures / "align" / "A_full_256.png")
 
@@ -108,7 +118,9 @@ def test_schema_matches_the_argument_models(client):
     assert set(served["RestyleArgs"]["properties"]) == set(schema(RestyleArgs)["properties"])
 
 
-def test_settings_are_registered(client):
+def test_settings_are_registered(client, is_forge):
+    if is_forge:
+        pytest.skip(FORGE_OPTIONS_BUG)  # the settings tab still has them: test_ui_has_tab_settings_and_accordions
     options = client.get("/sdapi/v1/options")
     assert options.status_code == 200
     assert {setting.key for setting in SETTINGS} <= set(options.json())
@@ -291,7 +303,7 @@ def test_infotext_switches_restyling_on(client, pack):
     infotext = f"a portrait photo\nSteps: 1, Seed: 1234, Size: 64x64, {INFOTEXT_FIELDS['pack']}: {pack}"
     plain = txt2img(client).json()["images"][0]
     expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": {"pack": pack}}).json()
-    lines = jojogan_log_lines(lambda: txt2img(client, infotext=infotext))
+    lines = jojogan_log_lines(lambda: txt2img(client, infotext=infotext, styles=[]))  # Forge needs "styles"
     assert lines == [f"JoJoGAN: {expected['message']}"]  # the script ran with that pack and default thresholds
     assert not jojogan_log_lines(lambda: txt2img(client))
 
