@@ -128,6 +128,15 @@ class TrainArgs(StrictModel):
     )
 
 
+class PackDetails(StrictModel):
+    """The details of a style pack that people may edit (written into its ModelSpec metadata)."""
+
+    title: str = Field("", max_length=200, description="The pack's display title.")
+    author: str = Field("", max_length=200, description="Who made the pack.")
+    description: str = Field("", max_length=4000, description="What the style looks like, how to use it.")
+    license: str = Field("", max_length=1000, description="The licence the pack is shared under.")
+
+
 class RestyleArgs(StrictModel):
     """How to restyle the faces of an image with a style pack."""
 

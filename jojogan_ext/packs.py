@@ -16,7 +16,7 @@ import json
 import re
 import shutil
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .args import PackDetails, parse
 from .checkpoints import (
     MAX_HEADER_BYTES,
     ZIP_MAGIC,
@@ -34,8 +35,8 @@ from .checkpoints import (
     load_jojogan_style,
     read_safetensors,
 )
-from .errors import CancelledError, CheckpointError, ImageError, PackError
-from .files import commit, temp_sibling
+from .errors import CancelledError, CheckpointError, ImageError, JojoganError, PackError
+from .files import atomic_path, commit, temp_sibling
 from .images import open_image
 from .nn.stylegan2 import Generator
 
@@ -53,6 +54,13 @@ THUMBNAIL_PREFIX = "data:image/png;base64,"
 # a pack's embedded thumbnail is at most 256 px by our writer; anything far larger is refused unread
 MAX_THUMBNAIL_PIXELS = 1024 * 1024
 MAX_THUMBNAIL_BYTES = 4 * 2**20
+# the editable details (PackDetails fields) and the ModelSpec metadata keys that hold them
+DETAIL_KEYS = {
+    "title": "modelspec.title",
+    "author": "modelspec.author",
+    "description": "modelspec.description",
+    "license": "modelspec.license",
+}
 LICENSE = "NVIDIA Source Code License-NC (inherits the StyleGAN2-FFHQ weights' non-commercial terms)"
 
 
@@ -329,6 +337,34 @@ def read_pack_metadata(path: str | Path) -> dict[str, str]:
         raise PackError(f"{path.name} cannot be read: {error.strerror or error}.") from None
     metadata = header.get("__metadata__", {})
     validate_metadata(path, metadata)
+    return metadata
+
+
+def update_pack_details(path: str | Path, changes: Mapping[str, object]) -> dict[str, str]:
+    """Write edited details (PackDetails fields: title, author, description, license) into a pack's metadata.
+
+    Only the header is rewritten: the tensor entries, offsets and bytes are copied unchanged into a temp file
+    that then replaces the pack (atomic). Returns the new metadata; a refused value leaves the file untouched.
+    """
+    path = Path(path)
+    try:
+        details = parse(PackDetails, dict(changes))
+    except JojoganError as error:
+        problems = str(error).removeprefix(f"Invalid {PackDetails.__name__}: ")
+        raise PackError(f"The details of '{path.stem}' were not saved: {problems}") from None
+    with path.open("rb") as source:
+        metadata = read_pack_metadata(path)
+        header = check_safetensors_header(path)
+        metadata.update({DETAIL_KEYS[key]: getattr(details, key) for key in changes})
+        header["__metadata__"] = metadata  # safetensors writes it first; dicts keep that order
+        raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        raw += b" " * (-len(raw) % 8)  # the data buffer stays 8-byte aligned, as safetensors writes it
+        if len(raw) > MAX_HEADER_BYTES:
+            raise PackError(f"The details of '{path.stem}' were not saved: the pack's header would be too large.")
+        source.seek(8 + int.from_bytes(source.read(8), "little"))
+        with atomic_path(path) as temp, temp.open("wb") as target:
+            target.write(len(raw).to_bytes(8, "little") + raw)
+            shutil.copyfileobj(source, target)
     return metadata
 
 

@@ -10,7 +10,6 @@ guard switched off by the web UI), so every picture reaches the image gate (`Run
 import contextlib
 import functools
 import inspect
-import json
 import logging
 import os
 import shutil
@@ -32,7 +31,8 @@ from .controls import checkbox, choices_dropdown, label, number, slider, whole_n
 from .errors import ImageError, JojoganError
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
-from .packs import THUMBNAIL_KEY, PackInfo, thumbnail_image
+from .pack_card import empty_card_html, image_data_uri, pack_card_html
+from .packs import DETAIL_KEYS, PackInfo, thumbnail_image, update_pack_details
 from .restyle import Restyler
 from .runtime import Runtime
 from .train import render_preview
@@ -60,6 +60,9 @@ TRAIN_FIELDS = (
     "learning_rate",
     "seed",
 )
+# the pack details the Packs tab edits (PackDetails fields), with their labels and text box heights
+DETAIL_LABELS = {"title": "Title", "author": "Author", "description": "Description", "license": "Licence"}
+DETAIL_LINES = {"title": 1, "author": 1, "description": 3, "license": 2}
 POLL_SECONDS = 1.0
 # outputs of every action that changes the library: pack gallery, names state, selected pack, restyle pack
 LIBRARY_OUTPUTS = 4
@@ -173,19 +176,6 @@ def progress_text(job: TrainingJob) -> str:
     if job.eta_seconds is not None:
         parts.append(f"about {format_duration(job.eta_seconds)} left")
     return ", ".join(parts) + "."
-
-
-def readable_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
-    """Pack metadata for people: JSON-valued entries decoded, the thumbnail left out."""
-    readable: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if key == THUMBNAIL_KEY:
-            continue
-        if value.startswith(("{", "[")):
-            with contextlib.suppress(ValueError):
-                value = json.loads(value)
-        readable[key] = value
-    return readable
 
 
 # --- the handlers --------------------------------------------------------------------------------
@@ -334,14 +324,41 @@ class TabHandlers:
             return gr.update()
         return gr.update(value=names[index])
 
-    @shows_errors(outputs=2)
-    def show(self, name: str | None) -> tuple[Any, Any]:
-        """The selected pack's metadata (the status is left alone when all is well)."""
+    def card(self, info: PackInfo | None) -> str:
+        """The HTML card of a pack (its preview, details and training facts), or the empty-library hint."""
+        if info is None:
+            return empty_card_html()
+        preview = None
+        if info.preview is not None:
+            with contextlib.suppress(ImageError):
+                preview = self.runtime.image_limits.open(info.preview)
+        preview = preview or thumbnail_image(info.metadata)
+        return pack_card_html(
+            info.name,
+            info.metadata,
+            file_name=info.path.name,
+            file_size=info.path.stat().st_size,
+            preview_uri=image_data_uri(preview) if preview is not None else None,
+        )
+
+    @shows_errors(outputs=2 + len(DETAIL_KEYS))
+    def show(self, name: str | None) -> tuple[Any, ...]:
+        """The selected pack's card and its editable details (the status is left alone when all is well)."""
         if not name:
-            return gr.update(), None
+            return (gr.update(), self.card(None), *("" for _ in DETAIL_KEYS))
         info = pack_info(self.runtime, name)
-        details = {"name": info.name, "file": info.path.name, "size_bytes": info.path.stat().st_size}
-        return gr.update(), {**details, **readable_metadata(info.metadata)}
+        details = (info.metadata.get(key, "") for key in DETAIL_KEYS.values())
+        return (gr.update(), self.card(info), *details)
+
+    @shows_errors(outputs=2 + LIBRARY_OUTPUTS)
+    def save_details(self, name: str | None, *values: Any) -> tuple[Any, ...]:
+        """Write the edited title, author, description and licence into the selected pack's metadata."""
+        if not name:
+            raise JojoganError("Select a style pack first, then edit its details.")
+        path = self.runtime.packs.existing(name)
+        update_pack_details(path, dict(zip(DETAIL_KEYS, values, strict=True)))
+        message = f"Saved the details of '{name}'; the pack's weights are unchanged."
+        return (message, self.card(pack_info(self.runtime, name)), *self.library(name))
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
     def import_file(self, upload: Any, name: str | None, overwrite: bool) -> tuple[Any, ...]:
@@ -479,8 +496,12 @@ def build_tab(
             handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], api_name="jojogan_packs"
         )
         packs["gallery"].select(handlers.select, inputs=[packs["names"]], outputs=[packs["selected"]])
-        packs["selected"].change(
-            handlers.show, inputs=[packs["selected"]], outputs=[status, packs["metadata"]], api_name="jojogan_pack"
+        shown = [status, packs["card"], *packs["details"]]
+        packs["selected"].change(handlers.show, inputs=[packs["selected"]], outputs=shown, api_name="jojogan_pack")
+        packs["save"].click(
+            handlers.save_details,
+            inputs=[packs["selected"], *packs["details"]],
+            outputs=[status, packs["card"], *library],
         )
         packs["import"].click(
             handlers.import_file,
@@ -495,7 +516,7 @@ def build_tab(
         packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library])
         # every page load shows the packs folder as it is now (packs trained or imported since the UI was built)
         blocks.load(handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], queue=False).then(
-            handlers.show, inputs=[packs["selected"]], outputs=[status, packs["metadata"]], queue=False
+            handlers.show, inputs=[packs["selected"]], outputs=shown, queue=False
         )
     return blocks
 
@@ -586,26 +607,33 @@ def build_restyle_tab(runtime: Runtime) -> dict[str, Any]:
 
 
 def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
-    """Packs: gallery, metadata, import, rename, delete, download and the published styles."""
+    """Packs: gallery and the selected pack's card, its editable details, import, rename, delete, download and
+    the published styles."""
     gallery_items, names, _, _ = handlers.library()
+    first = names[0] if names else None
+    _, card_html, *details = handlers.show(first)
     with gr.Row():
-        with gr.Column(scale=2):
+        with gr.Column(scale=1, min_width=240):
+            selected = gr.Dropdown(choices=names, value=first, label="Selected pack", elem_id="jojogan_selected_pack")
             gallery = lossless(
                 gr.Gallery,
                 value=gallery_items,
                 label="Style packs",
-                columns=4,
+                columns=3,
                 allow_preview=False,
                 object_fit="contain",
                 elem_id="jojogan_pack_gallery",
             )
             refresh = gr.Button("Refresh the packs", elem_id="jojogan_packs_refresh")
-        with gr.Column(scale=1):
+        with gr.Column(scale=2, min_width=320):
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="jojogan_packs_status")
-            selected = gr.Dropdown(
-                choices=names, value=names[0] if names else None, label="Selected pack", elem_id="jojogan_selected_pack"
-            )
-            metadata = gr.JSON(label="Metadata", elem_id="jojogan_pack_metadata")
+            card = gr.HTML(value=card_html, elem_id="jojogan_pack_card")
+            with gr.Accordion("Edit the details", open=False, elem_id="jojogan_pack_details"):
+                edits = [
+                    gr.Textbox(value=value, label=DETAIL_LABELS[key], lines=lines, elem_id=f"jojogan_pack_{key}")
+                    for (key, lines), value in zip(DETAIL_LINES.items(), details, strict=True)
+                ]
+                save = gr.Button("Save the details", elem_id="jojogan_pack_save_details")
             with gr.Row():
                 download = gr.Button("Download", elem_id="jojogan_pack_download")
                 delete = gr.Button("Delete", variant="stop", elem_id="jojogan_pack_delete")
@@ -639,7 +667,9 @@ def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
         "refresh": refresh,
         "status": status,
         "selected": selected,
-        "metadata": metadata,
+        "card": card,
+        "details": edits,
+        "save": save,
         "download": download,
         "delete": delete,
         "file": file,

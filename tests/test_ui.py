@@ -148,9 +148,8 @@ def test_pack_management(handlers, tmp_path):
     clicked = handlers.select(names, gr.SelectData(None, {"index": 1, "value": None}))  # a gallery click
     assert clicked == gr.update(value="shared")
     assert handlers.select(names, gr.SelectData(None, {"index": 7, "value": None})) == gr.update()
-    _, metadata = handlers.show("shared")
-    assert metadata["jojogan.config"]["size"] == runtime.base.generator.size  # JSON entries decoded
-    assert "modelspec.thumbnail" not in metadata
+    _, card, title, *_ = handlers.show("shared")
+    assert title == "Original" and "shared.safetensors" in card  # the card of the selected pack
 
     status, file = handlers.download("shared")
     assert Path(file).read_bytes() == source.read_bytes() and Path(file).name == "shared.safetensors"
