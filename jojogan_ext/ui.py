@@ -63,6 +63,7 @@ TRAIN_FIELDS = (
 # the pack details the Packs tab edits (PackDetails fields), with their labels and text box heights
 DETAIL_LABELS = {"title": "Title", "author": "Author", "description": "Description", "license": "Licence"}
 DETAIL_LINES = {"title": 1, "author": 1, "description": 3, "license": 2}
+EMPTY_STATUS = "No style packs yet: train one, import one or download a published style (see below)."
 POLL_SECONDS = 1.0
 # outputs of every action that changes the library: pack gallery, names state, selected pack, restyle pack
 LIBRARY_OUTPUTS = 4
@@ -313,7 +314,7 @@ class TabHandlers:
         """Re-read the packs folder; unusable files are named in the status."""
         library = self.library(selected)
         count = len(library[1])
-        lines = [f"{count} style pack{'s' if count != 1 else ''}."]
+        lines = [f"{count} style pack{'s' if count != 1 else ''}." if count else EMPTY_STATUS]
         lines += [f"Skipped: {problem}" for problem in self.runtime.packs.problems()]
         return ("\n".join(lines), *library)
 
@@ -388,7 +389,7 @@ class TabHandlers:
         return (f"Deleted style pack '{name}'.", *self.library())
 
     @shows_errors(outputs=2)
-    def download(self, name: str | None) -> tuple[str, str]:
+    def download(self, name: str | None) -> tuple[str, Any]:
         """A copy of the pack file in a temp folder (gradio serves files from there in every version)."""
         if not name:
             raise JojoganError("Select a style pack to download.")
@@ -397,7 +398,7 @@ class TabHandlers:
             self._download_dir = Path(tempfile.mkdtemp(prefix="jojogan-downloads-"))
         copy = self._download_dir / path.name
         shutil.copyfile(path, copy)
-        return f"'{path.stem}' is ready to download below.", str(copy)
+        return f"'{path.stem}' is ready: save it with the link below.", gr.update(value=str(copy), visible=True)
 
     def published_styles(self) -> list[str]:
         """Catalog names of JoJoGAN's published styles."""
@@ -637,7 +638,7 @@ def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
             with gr.Row():
                 download = gr.Button("Download", elem_id="jojogan_pack_download")
                 delete = gr.Button("Delete", variant="stop", elem_id="jojogan_pack_delete")
-            file = gr.File(label="Pack file", interactive=False, elem_id="jojogan_pack_file")
+            file = gr.File(label="Pack file", interactive=False, visible=False, elem_id="jojogan_pack_file")
             with gr.Row():
                 new_name = gr.Textbox(label="New name", elem_id="jojogan_pack_new_name", scale=3)
                 rename = gr.Button("Rename", elem_id="jojogan_pack_rename", scale=1)

@@ -151,7 +151,9 @@ def test_editing_the_details_keeps_the_tensors_byte_identical(handlers):
     before_tensors, before_metadata = tensor_bytes(path), read_pack_metadata(path)
     before_sha = hashlib.sha256(before_tensors).hexdigest()
 
-    status, html, *library = handlers.save_details("inked", "Ink & <b>gold</b>", "Bo", "Two lines\nof text", "CC-BY-4.0")
+    status, html, *library = handlers.save_details(
+        "inked", "Ink & <b>gold</b>", "Bo", "Two lines\nof text", "CC-BY-4.0"
+    )
     assert status == "Saved the details of 'inked'; the pack's weights are unchanged."
     assert hashlib.sha256(tensor_bytes(path)).hexdigest() == before_sha
     after = read_pack_metadata(path)

@@ -152,7 +152,8 @@ def test_pack_management(handlers, tmp_path):
     assert title == "Original" and "shared.safetensors" in card  # the card of the selected pack
 
     status, file = handlers.download("shared")
-    assert Path(file).read_bytes() == source.read_bytes() and Path(file).name == "shared.safetensors"
+    assert status == "'shared' is ready: save it with the link below." and file["visible"] is True
+    assert Path(file["value"]).read_bytes() == source.read_bytes() and Path(file["value"]).name == "shared.safetensors"
 
     assert handlers.rename("shared", "renamed")[0] == "Renamed 'shared' to 'renamed'."
     assert handlers.rename("renamed", "original")[0].startswith("⚠️")  # taken
@@ -162,6 +163,8 @@ def test_pack_management(handlers, tmp_path):
     assert handlers.refresh()[0] == "1 style pack."
     (runtime.packs.folder / "junk.safetensors").write_bytes(b"junk")
     assert "Skipped: junk.safetensors" in handlers.refresh()[0]
+    handlers.delete("original")
+    assert handlers.refresh()[0].startswith("No style packs yet: train one, import one or download")
 
 
 def published_style(tmp_path: Path, runtime, url: str | None = None) -> weights.WeightFile:
