@@ -38,6 +38,7 @@ class Setting:
     label: str
     choices: tuple[str, ...] = ()
     needs_restart: bool = False
+    lists_packs: bool = False  # a dropdown of the style packs ("" = none) instead of free text
 
 
 SETTINGS = (
@@ -51,7 +52,7 @@ SETTINGS = (
         tuple(DTYPES),
     ),
     Setting("jojogan_detector", DEFAULT_NETWORK, "Face detector", tuple(NETWORKS)),
-    Setting("jojogan_default_pack", "", "Default style pack"),
+    Setting("jojogan_default_pack", "", "Default style pack", lists_packs=True),
     Setting(
         "jojogan_max_image_megapixels",
         40,

@@ -102,7 +102,8 @@ def enable_queue(blocks: gr.Blocks, workers: int = 4) -> gr.Blocks:
 
 
 def train_values(values: Sequence[Any]) -> dict[str, Any]:
-    """Train tab control values (TRAIN_FIELDS order) → a TrainArgs dict (-1 or empty seed = random)."""
+    """Train tab control values (TRAIN_FIELDS order) → a TrainArgs dict (empty seed = random; so is the -1 that
+    earlier versions showed and a saved ui-config.json may still hold)."""
     data = dict(zip(TRAIN_FIELDS, values, strict=True))
     seed = data["seed"]
     data["seed"] = None if seed is None or seed < 0 else int(seed)
@@ -461,10 +462,14 @@ def build_tab(
     exclusive: Exclusive = contextlib.nullcontext,
     catalog: Mapping[str, weights.WeightFile] = weights.CATALOG,
     theme: Any = None,
+    css: str | None = None,
 ) -> gr.Blocks:
-    """The JoJoGAN tab (Train, Restyle, Packs) as gr.Blocks, for `on_ui_tabs` and the standalone app."""
+    """The JoJoGAN tab (Train, Restyle, Packs) as gr.Blocks, for `on_ui_tabs` and the standalone app.
+
+    `theme` and `css` only count where these Blocks are the page (the standalone app); the web UI uses its own.
+    """
     handlers = TabHandlers(runtime, jobs, exclusive=exclusive, catalog=catalog)
-    with gr.Blocks(analytics_enabled=False, title="JoJoGAN", theme=theme) as blocks:
+    with gr.Blocks(analytics_enabled=False, title="JoJoGAN", theme=theme, css=css) as blocks:
         with gr.Tab("Train", elem_id="jojogan_train_tab"):
             train = build_train_tab()
         with gr.Tab("Restyle", elem_id="jojogan_restyle_tab"):
@@ -547,7 +552,7 @@ def build_train_tab() -> dict[str, Any]:
                 loss = choices_dropdown(TrainArgs, "loss", "jojogan_loss")
                 identity_weight = slider(TrainArgs, "identity_weight", "jojogan_identity_weight")
                 learning_rate = number(TrainArgs, "learning_rate", "jojogan_learning_rate")
-                seed = number(TrainArgs, "seed", "jojogan_seed", value=-1)
+                seed = number(TrainArgs, "seed", "jojogan_seed")  # empty = random
                 overwrite = gr.Checkbox(
                     value=False, label="Replace a pack of the same name", elem_id="jojogan_overwrite"
                 )

@@ -156,3 +156,15 @@ def test_the_packs_tab_shows_cards(browser, tiny_runtime, tmp_path):
         assert page.input_value("#jojogan_pack_title textarea") == "Calm"
         assert page_width(page) <= 1280
     assert read_pack_metadata(tiny_runtime.packs.existing("bold"))["modelspec.title"] == "Bold & bright"
+
+
+def test_checkbox_hints_sit_below_and_the_refresh_button_is_small(browser, tiny_runtime):
+    with served(create_app(tiny_runtime)) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url, wait_until="domcontentloaded")
+        box = page.locator("#jojogan_preserve_color input[type=checkbox]").bounding_box()
+        hint = page.locator("#jojogan_preserve_color").get_by_text("Keep the photo's colours").bounding_box()
+        assert hint["y"] > box["y"] + box["height"] / 2  # the hint under the checkbox, not above it
+        page.click("button:has-text('Restyle')")
+        refresh = page.locator("#jojogan_restyle_pack_refresh").bounding_box()
+        assert refresh["width"] <= 48 and refresh["height"] <= 48

@@ -203,3 +203,13 @@ def test_fetch_offline_shows_the_missing_weights_sentence(handlers, tmp_path):
     assert status.startswith("⚠️") and "tiny_style.pt" in status and "could not be downloaded" in status
     assert str(handlers.runtime.packs.folder) in status  # where to put it by hand
     assert list(handlers.fetch("unknown.pt"))[-1][0].startswith("⚠️ Choose one of the published styles")
+
+
+def test_labels_say_one_rule_and_hints_sit_under_checkboxes(tiny_runtime):
+    found = components(build_tab(tiny_runtime, TrainingJobs(tiny_runtime)))
+    seed = found["jojogan_seed"]["props"]
+    assert (seed["label"], seed.get("value")) == ("Seed", None) and seed["info"] == "Random seed; empty = random."
+    for elem_id in ("jojogan_preserve_color", "jojogan_references_are_aligned", "jojogan_restyle_color_match"):
+        assert "jojogan-checkbox" in found[elem_id]["props"]["elem_classes"]  # style.css moves the hint below
+    assert "tool" in found["jojogan_restyle_pack_refresh"]["props"]["elem_classes"]  # the host's small button
+    assert parse(TrainArgs, train_values(defaults(seed=None))).seed is None
