@@ -63,6 +63,8 @@ TRAIN_FIELDS = (
 # the pack details the Packs tab edits (PackDetails fields), with their labels and text box heights
 DETAIL_LABELS = {"title": "Title", "author": "Author", "description": "Description", "license": "Licence"}
 DETAIL_LINES = {"title": 1, "author": 1, "description": 3, "license": 2}
+# what a new pack (trained, imported or downloaded) is good for next
+NEW_PACK_NEXT = "It is chosen in the Restyle tab: upload a picture there to try it."
 EMPTY_STATUS = "No style packs yet: train one, import one or download a published style (see below)."
 POLL_SECONDS = 1.0
 # outputs of every action that changes the library: pack gallery, names state, selected pack, restyle pack
@@ -120,7 +122,10 @@ def failure_message(error: BaseException) -> str:
         return f"⚠️ {error}"
     logging.getLogger("jojogan_ext").warning("JoJoGAN action failed", exc_info=error)
     first_line = str(error).splitlines()[0][:300] if str(error) else ""
-    return f"⚠️ Something failed: {type(error).__name__}: {first_line} (details in the console)."
+    detail = f": {first_line.rstrip('.')}" if first_line else ""
+    return (
+        f"⚠️ Something went wrong{detail}. Try again; if it keeps failing, report it with the details from the console."
+    )
 
 
 def shows_errors(outputs: int, cleared: tuple[Any, ...] | None = None) -> Callable[[Callable], Callable]:
@@ -262,7 +267,10 @@ class TabHandlers:
             what = f"#{position}" if position <= len(references) else "test"
             items += [(face, f"{what} aligned"), (inversion, f"{what} inverted")]
         count = len(references)
-        message = f"Prepared {count} reference{'s' if count != 1 else ''}: aligned crops and their inversions."
+        message = (
+            f"Prepared {count} reference{'s' if count != 1 else ''}: check that each inversion looks like its face, "
+            "then press Train."
+        )
         return message, items
 
     @shows_errors(outputs=2 + LIBRARY_OUTPUTS)
@@ -282,7 +290,8 @@ class TabHandlers:
                 yield (text, preview, *self.no_library_change())
             time.sleep(self.poll_seconds)
         if job.state == "done":
-            yield (job.message, job.preview, *self.library(job.pack_name, restyle_with_it=True))
+            message = f"{job.message} {NEW_PACK_NEXT}"
+            yield (message, job.preview or gr.update(), *self.library(job.pack_name, restyle_with_it=True))
         else:
             yield (f"⚠️ {job.message}", gr.update(), *self.no_library_change())
 
@@ -371,7 +380,8 @@ class TabHandlers:
         target = (name or "").strip() or source.stem
         with self.exclusive():
             path = self.runtime.import_pack(source, target, overwrite=bool(overwrite))
-        return (f"Imported {source.name} as style pack '{path.stem}'.", *self.library(path.stem, restyle_with_it=True))
+        message = f"Imported {source.name} as style pack '{path.stem}'. {NEW_PACK_NEXT}"
+        return (message, *self.library(path.stem, restyle_with_it=True))
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
     def rename(self, name: str | None, new_name: str | None) -> tuple[Any, ...]:
@@ -444,7 +454,8 @@ class TabHandlers:
         yield (f"Importing {entry.name}…", *self.no_library_change())
         with self.exclusive():
             path = self.runtime.import_pack(outcome["path"], name)
-        yield (f"Imported {entry.name} as style pack '{path.stem}'.", *self.library(path.stem, restyle_with_it=True))
+        message = f"Imported {entry.name} as style pack '{path.stem}'. {NEW_PACK_NEXT}"
+        yield (message, *self.library(path.stem, restyle_with_it=True))
 
 
 def caption(info: PackInfo) -> str:
