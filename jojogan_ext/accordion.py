@@ -54,7 +54,8 @@ def pack_dropdown(runtime: Runtime, elem_id: str, value: str = "") -> gr.Dropdow
             elem_id=elem_id,
             scale=8,
         )
-        refresh = gr.Button("🔄", size="sm", scale=1, min_width=40, elem_id=f"{elem_id}_refresh")
+        # the host's small tool button (its `tool` class; the standalone app's style.css gives the same look)
+        refresh = gr.Button("🔄", size="sm", scale=0, min_width=40, elem_classes=["tool"], elem_id=f"{elem_id}_refresh")
     refresh.click(lambda: gr.update(choices=pack_names(runtime)), inputs=[], outputs=[dropdown])
     return dropdown
 

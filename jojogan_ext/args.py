@@ -93,6 +93,8 @@ def _refuse_lossy_values(model: type[BaseModel], data: Any) -> Any:
     if problems:
         raise ValueError("; ".join(problems))
     return cleaned
+
+
 # The widest soft edge of a pasted face (fraction of the crop side): a wider ramp would not fit inside the
 # paste mask's outline. faces/align.py reads it from here.
 MAX_FEATHER = 0.4
@@ -140,6 +142,15 @@ class TrainArgs(StrictModel):
     reference_face: int = Field(
         0, ge=0, le=63, description="Which face of each reference to train on, largest first (0 = the largest)."
     )
+
+
+class PackDetails(StrictModel):
+    """The details of a style pack that people may edit (written into its ModelSpec metadata)."""
+
+    title: str = Field("", max_length=200, description="The pack's display title.")
+    author: str = Field("", max_length=200, description="Who made the pack.")
+    description: str = Field("", max_length=4000, description="What the style looks like, how to use it.")
+    license: str = Field("", max_length=1000, description="The licence the pack is shared under.")
 
 
 class RestyleArgs(StrictModel):

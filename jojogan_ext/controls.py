@@ -22,7 +22,7 @@ LABELS = {
     "reference_face": "Face in each reference (0 = largest)",
     "preserve_color": "Preserve colours",
     "identity_weight": "Identity weight",
-    "seed": "Seed (-1 = random)",
+    "seed": "Seed",
 }
 SLIDER_STEPS = {"identity_weight": 0.1}
 
@@ -53,9 +53,15 @@ def slider(model: type[BaseModel], name: str, elem_id: str) -> gr.Slider:
 
 
 def checkbox(model: type[BaseModel], name: str, elem_id: str) -> gr.Checkbox:
-    """A checkbox starting at the field's default."""
+    """A checkbox starting at the field's default; style.css puts its hint below it (gradio draws it above)."""
     info = field_info(model, name)
-    return gr.Checkbox(value=info["default"], label=label(name), info=info["description"], elem_id=elem_id)
+    return gr.Checkbox(
+        value=info["default"],
+        label=label(name),
+        info=info["description"],
+        elem_id=elem_id,
+        elem_classes=["jojogan-checkbox"],
+    )
 
 
 def number(model: type[BaseModel], name: str, elem_id: str, value: float | None = None) -> gr.Number:

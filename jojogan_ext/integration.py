@@ -38,6 +38,7 @@ class Setting:
     label: str
     choices: tuple[str, ...] = ()
     needs_restart: bool = False
+    lists_packs: bool = False  # a dropdown of the style packs ("" = none) instead of free text
 
 
 SETTINGS = (
@@ -56,7 +57,7 @@ SETTINGS = (
         "Face detector (auto: MobileNet-0.25 on CPU, ResNet-50 on GPU)",
         DETECTOR_CHOICES,
     ),
-    Setting("jojogan_default_pack", "", "Default style pack"),
+    Setting("jojogan_default_pack", "", "Default style pack", lists_packs=True),
     Setting(
         "jojogan_max_image_megapixels",
         40,

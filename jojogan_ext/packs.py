@@ -16,7 +16,7 @@ import json
 import re
 import shutil
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .args import PackDetails, parse
 from .checkpoints import (
     StyleGAN2Checkpoint,
     check_safetensors_header,
@@ -33,8 +34,16 @@ from .checkpoints import (
     read_safetensors,
     sniff_weights_file,
 )
-from .errors import CancelledError, CheckpointError, ImageError, MissingPackError, PackError, PackExistsError
-from .files import commit, temp_sibling
+from .errors import (
+    CancelledError,
+    CheckpointError,
+    ImageError,
+    JojoganError,
+    MissingPackError,
+    PackError,
+    PackExistsError,
+)
+from .files import atomic_path, commit, temp_sibling
 from .images import open_image
 from .nn.stylegan2 import Generator
 
@@ -60,6 +69,13 @@ MAX_METADATA_VALUE_BYTES = 32 * 1024
 MAX_METADATA_BYTES = 256 * 1024
 MAX_THUMBNAIL_URI_BYTES = 1024 * 1024
 MAX_PACK_HEADER_BYTES = 4 * 2**20  # the tensor entries of a 1024 pack take ~40 KB
+# the editable details (PackDetails fields) and the ModelSpec metadata keys that hold them
+DETAIL_KEYS = {
+    "title": "modelspec.title",
+    "author": "modelspec.author",
+    "description": "modelspec.description",
+    "license": "modelspec.license",
+}
 LICENSE = "NVIDIA Source Code License-NC (inherits the StyleGAN2-FFHQ weights' non-commercial terms)"
 
 
@@ -366,6 +382,35 @@ def validate_pack_header(path: Path, header: dict) -> dict[str, str]:
     validate_metadata(path, metadata)
     shapes = {key: entry["shape"] for key, entry in header.items() if key != "__metadata__"}
     check_declared_config(path, metadata, shapes)
+    return metadata
+
+
+def update_pack_details(path: str | Path, changes: Mapping[str, object]) -> dict[str, str]:
+    """Write edited details (PackDetails fields: title, author, description, license) into a pack's metadata.
+
+    Only the header is rewritten: the tensor entries, offsets and bytes are copied unchanged into a temp file
+    that then replaces the pack (atomic). Returns the new metadata; a refused value leaves the file untouched.
+    """
+    path = Path(path)
+    try:
+        details = parse(PackDetails, dict(changes))
+    except JojoganError as error:
+        problems = str(error).removeprefix(f"Invalid {PackDetails.__name__}: ")
+        raise PackError(f"The details of '{path.stem}' were not saved: {problems}") from None
+    with path.open("rb") as source:
+        metadata = read_pack_metadata(path)
+        header = check_safetensors_header(path)
+        metadata.update({DETAIL_KEYS[key]: getattr(details, key) for key in changes})
+        validate_metadata(path, metadata)  # the same caps as every listing and import
+        header["__metadata__"] = metadata  # safetensors writes it first; dicts keep that order
+        raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        raw += b" " * (-len(raw) % 8)  # the data buffer stays 8-byte aligned, as safetensors writes it
+        if len(raw) > MAX_PACK_HEADER_BYTES:
+            raise PackError(f"The details of '{path.stem}' were not saved: the pack's header would be too large.")
+        source.seek(8 + int.from_bytes(source.read(8), "little"))
+        with atomic_path(path) as temp, temp.open("wb") as target:
+            target.write(len(raw).to_bytes(8, "little") + raw)
+            shutil.copyfileobj(source, target)
     return metadata
 
 

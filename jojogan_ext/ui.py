@@ -10,7 +10,6 @@ guard switched off by the web UI), so every picture reaches the image gate (`Run
 import contextlib
 import functools
 import inspect
-import json
 import logging
 import os
 import shutil
@@ -32,7 +31,8 @@ from .controls import checkbox, choices_dropdown, label, number, slider, whole_n
 from .errors import ImageError, JojoganError
 from .images import ImageLimits
 from .jobs import TrainingJob, TrainingJobs
-from .packs import THUMBNAIL_KEY, PackInfo, thumbnail_image
+from .pack_card import empty_card_html, image_data_uri, pack_card_html
+from .packs import DETAIL_KEYS, PackInfo, thumbnail_image, update_pack_details
 from .previews import render_preview
 from .restyle import Restyler
 from .runtime import Runtime
@@ -52,6 +52,12 @@ TRAIN_FIELDS = (
     "learning_rate",
     "seed",
 )
+# the pack details the Packs tab edits (PackDetails fields), with their labels and text box heights
+DETAIL_LABELS = {"title": "Title", "author": "Author", "description": "Description", "license": "Licence"}
+DETAIL_LINES = {"title": 1, "author": 1, "description": 3, "license": 2}
+# what a new pack (trained, imported or downloaded) is good for next
+NEW_PACK_NEXT = "It is chosen in the Restyle tab: upload a picture there to try it."
+EMPTY_STATUS = "No style packs yet: train one, import one or download a published style (see below)."
 POLL_SECONDS = 1.0
 # outputs of every action that changes the library: pack gallery, names state, selected pack, restyle pack
 LIBRARY_OUTPUTS = 4
@@ -90,7 +96,8 @@ def enable_queue(blocks: gr.Blocks, workers: int = 4) -> gr.Blocks:
 
 
 def train_values(values: Sequence[Any]) -> dict[str, Any]:
-    """Train tab control values (TRAIN_FIELDS order) → a TrainArgs dict (-1 or empty seed = random)."""
+    """Train tab control values (TRAIN_FIELDS order) → a TrainArgs dict (empty seed = random; so is the -1 that
+    earlier versions showed and a saved ui-config.json may still hold)."""
     data = dict(zip(TRAIN_FIELDS, values, strict=True))
     seed = data["seed"]
     data["seed"] = None if seed is None or seed < 0 else int(seed)
@@ -107,7 +114,10 @@ def failure_message(error: BaseException) -> str:
         return f"⚠️ {error}"
     logging.getLogger("jojogan_ext").warning("JoJoGAN action failed", exc_info=error)
     first_line = str(error).splitlines()[0][:300] if str(error) else ""
-    return f"⚠️ Something failed: {type(error).__name__}: {first_line} (details in the console)."
+    detail = f": {first_line.rstrip('.')}" if first_line else ""
+    return (
+        f"⚠️ Something went wrong{detail}. Try again; if it keeps failing, report it with the details from the console."
+    )
 
 
 def shows_errors(outputs: int, cleared: tuple[Any, ...] | None = None) -> Callable[[Callable], Callable]:
@@ -166,19 +176,6 @@ def progress_text(job: TrainingJob) -> str:
     if job.eta_seconds is not None:
         parts.append(f"about {format_duration(job.eta_seconds)} left")
     return ", ".join(parts) + "."
-
-
-def readable_metadata(metadata: Mapping[str, str]) -> dict[str, Any]:
-    """Pack metadata for people: JSON-valued entries decoded, the thumbnail left out."""
-    readable: dict[str, Any] = {}
-    for key, value in metadata.items():
-        if key == THUMBNAIL_KEY:
-            continue
-        if value.startswith(("{", "[")):
-            with contextlib.suppress(ValueError):
-                value = json.loads(value)
-        readable[key] = value
-    return readable
 
 
 # --- the handlers --------------------------------------------------------------------------------
@@ -265,7 +262,10 @@ class TabHandlers:
             what = f"#{position}" if position <= len(references) else "test"
             items += [(face, f"{what} aligned"), (inversion, f"{what} inverted")]
         count = len(references)
-        message = f"Prepared {count} reference{'s' if count != 1 else ''}: aligned crops and their inversions."
+        message = (
+            f"Prepared {count} reference{'s' if count != 1 else ''}: check that each inversion looks like its face, "
+            "then press Train."
+        )
         if any(reference.face_count > 1 for reference in chosen[:count]):  # say which face was taken
             message += " Training on " + "; ".join(r.describe(n) for n, r in enumerate(chosen[:count], 1)) + "."
         return message, items
@@ -287,7 +287,8 @@ class TabHandlers:
                 yield (text, preview, *self.no_library_change())
             time.sleep(self.poll_seconds)
         if job.state == "done":
-            yield (job.message, job.preview, *self.library(job.pack_name, restyle_with_it=True))
+            message = f"{job.message} {NEW_PACK_NEXT}"
+            yield (message, job.preview or gr.update(), *self.library(job.pack_name, restyle_with_it=True))
         else:
             yield (f"⚠️ {job.message}", gr.update(), *self.no_library_change())
 
@@ -320,7 +321,7 @@ class TabHandlers:
         """Re-read the packs folder; unusable files are named in the status."""
         library = self.library(selected)
         count = len(library[1])
-        lines = [f"{count} style pack{'s' if count != 1 else ''}."]
+        lines = [f"{count} style pack{'s' if count != 1 else ''}." if count else EMPTY_STATUS]
         lines += [f"Skipped: {problem}" for problem in self.runtime.packs.problems()]
         return ("\n".join(lines), *library)
 
@@ -331,14 +332,41 @@ class TabHandlers:
             return gr.update()
         return gr.update(value=names[index])
 
-    @shows_errors(outputs=2)
-    def show(self, name: str | None) -> tuple[Any, Any]:
-        """The selected pack's metadata (the status is left alone when all is well)."""
+    def card(self, info: PackInfo | None) -> str:
+        """The HTML card of a pack (its preview, details and training facts), or the empty-library hint."""
+        if info is None:
+            return empty_card_html()
+        preview = None
+        if info.preview is not None:
+            with contextlib.suppress(ImageError):
+                preview = self.runtime.image_limits.open(info.preview)
+        preview = preview or thumbnail_image(info.metadata)
+        return pack_card_html(
+            info.name,
+            info.metadata,
+            file_name=info.path.name,
+            file_size=info.path.stat().st_size,
+            preview_uri=image_data_uri(preview) if preview is not None else None,
+        )
+
+    @shows_errors(outputs=2 + len(DETAIL_KEYS))
+    def show(self, name: str | None) -> tuple[Any, ...]:
+        """The selected pack's card and its editable details (the status is left alone when all is well)."""
         if not name:
-            return gr.update(), None
+            return (gr.update(), self.card(None), *("" for _ in DETAIL_KEYS))
         info = self.runtime.packs.info(name)
-        details = {"name": info.name, "file": info.path.name, "size_bytes": info.size_bytes}
-        return gr.update(), {**details, **readable_metadata(info.metadata)}
+        details = (info.metadata.get(key, "") for key in DETAIL_KEYS.values())
+        return (gr.update(), self.card(info), *details)
+
+    @shows_errors(outputs=2 + LIBRARY_OUTPUTS)
+    def save_details(self, name: str | None, *values: Any) -> tuple[Any, ...]:
+        """Write the edited title, author, description and licence into the selected pack's metadata."""
+        if not name:
+            raise JojoganError("Select a style pack first, then edit its details.")
+        path = self.runtime.packs.existing(name)
+        update_pack_details(path, dict(zip(DETAIL_KEYS, values, strict=True)))
+        message = f"Saved the details of '{name}'; the pack's weights are unchanged."
+        return (message, self.card(self.runtime.packs.info(name)), *self.library(name))
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
     def import_file(self, upload: Any, name: str | None, overwrite: bool) -> tuple[Any, ...]:
@@ -349,7 +377,8 @@ class TabHandlers:
         target = (name or "").strip() or source.stem
         with self.exclusive():
             path = self.runtime.import_pack(source, target, overwrite=bool(overwrite))
-        return (f"Imported {source.name} as style pack '{path.stem}'.", *self.library(path.stem, restyle_with_it=True))
+        message = f"Imported {source.name} as style pack '{path.stem}'. {NEW_PACK_NEXT}"
+        return (message, *self.library(path.stem, restyle_with_it=True))
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
     def rename(self, name: str | None, new_name: str | None) -> tuple[Any, ...]:
@@ -368,7 +397,7 @@ class TabHandlers:
         return (f"Deleted style pack '{name}'.", *self.library())
 
     @shows_errors(outputs=2)
-    def download(self, name: str | None) -> tuple[str, str]:
+    def download(self, name: str | None) -> tuple[str, Any]:
         """A copy of the pack file in a temp folder (gradio serves files from there in every version)."""
         if not name:
             raise JojoganError("Select a style pack to download.")
@@ -377,7 +406,7 @@ class TabHandlers:
             self._download_dir = Path(tempfile.mkdtemp(prefix="jojogan-downloads-"))
         copy = self._download_dir / path.name
         shutil.copyfile(path, copy)
-        return f"'{path.stem}' is ready to download below.", str(copy)
+        return f"'{path.stem}' is ready: save it with the link below.", gr.update(value=str(copy), visible=True)
 
     def published_styles(self) -> list[str]:
         """Catalog names of JoJoGAN's published styles."""
@@ -422,7 +451,8 @@ class TabHandlers:
         yield (f"Importing {entry.name}…", *self.no_library_change())
         with self.exclusive():
             path = self.runtime.import_pack(outcome["path"], name)
-        yield (f"Imported {entry.name} as style pack '{path.stem}'.", *self.library(path.stem, restyle_with_it=True))
+        message = f"Imported {entry.name} as style pack '{path.stem}'. {NEW_PACK_NEXT}"
+        yield (message, *self.library(path.stem, restyle_with_it=True))
 
 
 def caption(info: PackInfo) -> str:
@@ -440,10 +470,14 @@ def build_tab(
     exclusive: Exclusive = contextlib.nullcontext,
     catalog: Mapping[str, weights.WeightFile] = weights.CATALOG,
     theme: Any = None,
+    css: str | None = None,
 ) -> gr.Blocks:
-    """The JoJoGAN tab (Train, Restyle, Packs) as gr.Blocks, for `on_ui_tabs` and the standalone app."""
+    """The JoJoGAN tab (Train, Restyle, Packs) as gr.Blocks, for `on_ui_tabs` and the standalone app.
+
+    `theme` and `css` only count where these Blocks are the page (the standalone app); the web UI uses its own.
+    """
     handlers = TabHandlers(runtime, jobs, exclusive=exclusive, catalog=catalog)
-    with gr.Blocks(analytics_enabled=False, title="JoJoGAN", theme=theme) as blocks:
+    with gr.Blocks(analytics_enabled=False, title="JoJoGAN", theme=theme, css=css) as blocks:
         with gr.Tab("Train", elem_id="jojogan_train_tab"):
             train = build_train_tab()
         with gr.Tab("Restyle", elem_id="jojogan_restyle_tab"):
@@ -476,8 +510,12 @@ def build_tab(
             handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], api_name="jojogan_packs"
         )
         packs["gallery"].select(handlers.select, inputs=[packs["names"]], outputs=[packs["selected"]])
-        packs["selected"].change(
-            handlers.show, inputs=[packs["selected"]], outputs=[status, packs["metadata"]], api_name="jojogan_pack"
+        shown = [status, packs["card"], *packs["details"]]
+        packs["selected"].change(handlers.show, inputs=[packs["selected"]], outputs=shown, api_name="jojogan_pack")
+        packs["save"].click(
+            handlers.save_details,
+            inputs=[packs["selected"], *packs["details"]],
+            outputs=[status, packs["card"], *library],
         )
         packs["import"].click(
             handlers.import_file,
@@ -492,7 +530,7 @@ def build_tab(
         packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library])
         # every page load shows the packs folder as it is now (packs trained or imported since the UI was built)
         blocks.load(handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], queue=False).then(
-            handlers.show, inputs=[packs["selected"]], outputs=[status, packs["metadata"]], queue=False
+            handlers.show, inputs=[packs["selected"]], outputs=shown, queue=False
         )
     return blocks
 
@@ -523,7 +561,7 @@ def build_train_tab() -> dict[str, Any]:
                 loss = choices_dropdown(TrainArgs, "loss", "jojogan_loss")
                 identity_weight = slider(TrainArgs, "identity_weight", "jojogan_identity_weight")
                 learning_rate = number(TrainArgs, "learning_rate", "jojogan_learning_rate")
-                seed = number(TrainArgs, "seed", "jojogan_seed", value=-1)
+                seed = number(TrainArgs, "seed", "jojogan_seed")  # empty = random
                 overwrite = gr.Checkbox(
                     value=False, label="Replace a pack of the same name", elem_id="jojogan_overwrite"
                 )
@@ -586,30 +624,37 @@ def build_restyle_tab(runtime: Runtime) -> dict[str, Any]:
 
 
 def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
-    """Packs: gallery, metadata, import, rename, delete, download and the published styles."""
+    """Packs: gallery and the selected pack's card, its editable details, import, rename, delete, download and
+    the published styles."""
     gallery_items, names, _, _ = handlers.library()
+    first = names[0] if names else None
+    _, card_html, *details = handlers.show(first)
     with gr.Row():
-        with gr.Column(scale=2):
+        with gr.Column(scale=1, min_width=240):
+            selected = gr.Dropdown(choices=names, value=first, label="Selected pack", elem_id="jojogan_selected_pack")
             gallery = lossless(
                 gr.Gallery,
                 value=gallery_items,
                 label="Style packs",
-                columns=4,
+                columns=3,
                 allow_preview=False,
                 object_fit="contain",
                 elem_id="jojogan_pack_gallery",
             )
             refresh = gr.Button("Refresh the packs", elem_id="jojogan_packs_refresh")
-        with gr.Column(scale=1):
+        with gr.Column(scale=2, min_width=320):
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="jojogan_packs_status")
-            selected = gr.Dropdown(
-                choices=names, value=names[0] if names else None, label="Selected pack", elem_id="jojogan_selected_pack"
-            )
-            metadata = gr.JSON(label="Metadata", elem_id="jojogan_pack_metadata")
+            card = gr.HTML(value=card_html, elem_id="jojogan_pack_card")
+            with gr.Accordion("Edit the details", open=False, elem_id="jojogan_pack_details"):
+                edits = [
+                    gr.Textbox(value=value, label=DETAIL_LABELS[key], lines=lines, elem_id=f"jojogan_pack_{key}")
+                    for (key, lines), value in zip(DETAIL_LINES.items(), details, strict=True)
+                ]
+                save = gr.Button("Save the details", elem_id="jojogan_pack_save_details")
             with gr.Row():
                 download = gr.Button("Download", elem_id="jojogan_pack_download")
                 delete = gr.Button("Delete", variant="stop", elem_id="jojogan_pack_delete")
-            file = gr.File(label="Pack file", interactive=False, elem_id="jojogan_pack_file")
+            file = gr.File(label="Pack file", interactive=False, visible=False, elem_id="jojogan_pack_file")
             with gr.Row():
                 new_name = gr.Textbox(label="New name", elem_id="jojogan_pack_new_name", scale=3)
                 rename = gr.Button("Rename", elem_id="jojogan_pack_rename", scale=1)
@@ -639,7 +684,9 @@ def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
         "refresh": refresh,
         "status": status,
         "selected": selected,
-        "metadata": metadata,
+        "card": card,
+        "details": edits,
+        "save": save,
         "download": download,
         "delete": delete,
         "file": file,

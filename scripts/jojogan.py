@@ -4,6 +4,7 @@ Only wiring lives here; everything else is in the `jojogan_ext` core package.
 """
 
 import contextlib
+import inspect
 import types
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from jojogan_ext.jobs import TrainingJob
 
 EXTENSION_DIR = Path(__file__).resolve().parents[1]
 SECTION = ("jojogan", "JoJoGAN")
+CATEGORY = "postprocessing"
 
 
 def forge_memory_management() -> types.ModuleType | None:
@@ -104,16 +106,31 @@ def services() -> Services:
     return found
 
 
+def pack_choices() -> dict:
+    """The "Default style pack" dropdown's choices, read again whenever the settings page refreshes them."""
+    return {"choices": ["", *accordion.pack_names(services().runtime)], "allow_custom_value": True}
+
+
 def on_ui_settings() -> None:
+    accepted = inspect.signature(shared.OptionInfo).parameters
+    # hosts with setting categories (A1111 >= 1.7, Forge) list the section under Postprocessing, not Uncategorized
+    category = {"category_id": CATEGORY} if "category_id" in accepted else {}
     for setting in SETTINGS:
-        component_args = {"choices": list(setting.choices)} if setting.choices else None
+        component, component_args, extra = None, None, dict(category)
+        if setting.choices:
+            component, component_args = gr.Radio, {"choices": list(setting.choices)}
+        elif setting.lists_packs:
+            component, component_args = gr.Dropdown, pack_choices
+            if "refresh" in accepted:
+                extra["refresh"] = lambda: None  # the host's 🔄 beside it re-reads `pack_choices`
         info = shared.OptionInfo(
             setting.default,
             setting.label,
-            gr.Radio if setting.choices else None,
+            component,
             component_args,
             onchange=None if setting.needs_restart else services,  # apply at once, also for API-only use
             section=SECTION,
+            **extra,
         )
         shared.opts.add_option(setting.key, info.needs_restart() if setting.needs_restart else info)
 

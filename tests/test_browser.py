@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from jojogan_ext.app import create_app
+from jojogan_ext.packs import read_pack_metadata
 
 from app_server import served
+from tiny_models import save_styled_pack
 
 CHROMIUM = Path(os.environ.get("JOJOGAN_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -79,7 +81,7 @@ def test_train_a_style_in_the_browser(browser, tiny_runtime, fixtures, tmp_path)
         page.click("#jojogan_train")
 
         status = wait_for_status(page, "jojogan_train_status", "Saved style pack")
-        assert status == "Saved style pack 'browser style'."
+        assert status.startswith("Saved style pack 'browser style'. It is chosen in the Restyle tab")
         page.wait_for_selector("#jojogan_preview img")
         shot = save_screenshot(page, tmp_path, "train_done.png")
 
@@ -101,3 +103,68 @@ def test_train_a_style_in_the_browser(browser, tiny_runtime, fixtures, tmp_path)
     assert shot.stat().st_size > 10_000
     pack = tiny_runtime.packs.existing("browser style")
     assert pack.is_file() and pack.with_name("browser style.preview.png").is_file()
+
+
+def page_width(page) -> int:
+    return page.evaluate("document.documentElement.scrollWidth")
+
+
+def card_text(page) -> str:
+    return page.inner_text("#jojogan_pack_card")
+
+
+def wait_for_card(page, text: str, timeout: float = TIMEOUT_MS / 1000) -> str:
+    """Poll the pack card from Python until it contains `text`."""
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while time.monotonic() < deadline:
+        shown = card_text(page)
+        if text in shown:
+            return shown
+        time.sleep(0.2)
+    raise AssertionError(f"'{text}' did not appear in the pack card within {timeout} s; it says: {shown!r}")
+
+
+def test_the_packs_tab_shows_cards(browser, tiny_runtime, tmp_path):
+    with served(create_app(tiny_runtime)) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url, wait_until="domcontentloaded")
+        page.click("button:has-text('Packs')")
+        wait_for_card(page, "No style packs yet")  # the empty library says how to get a first pack
+        save_screenshot(page, tmp_path, "packs_empty.png")
+
+        save_styled_pack(tiny_runtime, "bold")
+        save_styled_pack(tiny_runtime, "calm")
+        page.reload(wait_until="domcontentloaded")
+        page.click("button:has-text('Packs')")
+        shown = wait_for_card(page, "Bold")  # the first pack's card, shown on load
+        assert "bold.safetensors" in shown and "Base model" in shown
+        page.click("#jojogan_pack_card summary")  # the raw metadata (a 64-hex sha256) wraps
+        page.wait_for_selector("#jojogan_pack_card details[open]")
+        assert page_width(page) <= 1280
+        save_screenshot(page, tmp_path, "packs_card.png")
+
+        page.click("#jojogan_pack_details button, #jojogan_pack_details .label-wrap")  # open "Edit the details"
+        page.fill("#jojogan_pack_title textarea", "Bold & bright")
+        page.click("#jojogan_pack_save_details")
+        assert wait_for_status(page, "jojogan_packs_status", "Saved the details").startswith("Saved the details")
+        wait_for_card(page, "Bold & bright")
+
+        page.locator("#jojogan_pack_gallery .thumbnail-item").nth(1).click()  # select another pack
+        wait_for_card(page, "Calm")
+        assert page.input_value("#jojogan_pack_title textarea") == "Calm"
+        assert page_width(page) <= 1280
+    assert read_pack_metadata(tiny_runtime.packs.existing("bold"))["modelspec.title"] == "Bold & bright"
+
+
+def test_checkbox_hints_sit_below_and_the_refresh_button_is_small(browser, tiny_runtime):
+    with served(create_app(tiny_runtime)) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url, wait_until="domcontentloaded")
+        box = page.locator("#jojogan_preserve_color input[type=checkbox]").bounding_box()
+        hint = page.locator("#jojogan_preserve_color").get_by_text("Keep the photo's colours").bounding_box()
+        assert hint["y"] > box["y"] + box["height"] / 2  # the hint under the checkbox, not above it
+        page.click("button:has-text('Restyle')")
+        refresh = page.locator("#jojogan_restyle_pack_refresh").bounding_box()
+        assert refresh["width"] <= 48 and refresh["height"] <= 48

@@ -98,6 +98,8 @@ def test_detector_auto_is_the_default_and_resolves_per_device(tmp_path):
     assert make_runtime(options).detector_network == "auto"
     auto = build_parser().parse_args(["--detector", "auto", "--models-dir", str(tmp_path), "packs", "list"])
     assert auto.detector == "auto"
+
+
 def test_packs_blend_and_mix_save_composed_packs(models):
     from jojogan_ext.packs import load_pack
     from jojogan_ext.runtime import Runtime

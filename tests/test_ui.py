@@ -14,7 +14,7 @@ from jojogan_ext import weights
 from jojogan_ext.args import TrainArgs, field_info, parse
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.nn.stylegan2 import Generator
-from jojogan_ext.ui import TRAIN_FIELDS, TabHandlers, build_tab, train_values
+from jojogan_ext.ui import TRAIN_FIELDS, TabHandlers, build_tab, failure_message, train_values
 
 from tiny_models import save_styled_pack
 
@@ -87,7 +87,7 @@ def test_train_follows_the_job_and_refreshes_the_packs(handlers, reference):
     updates = list(handlers.train([reference], None, False, *defaults(name="ui style", iterations=2, seed=1)))
     assert len(updates) >= 2 and all(len(update) == 6 for update in updates)
     status, preview, gallery, names, selected, restyle_pack = updates[-1]
-    assert status == "Saved style pack 'ui style'."
+    assert status == "Saved style pack 'ui style'. It is chosen in the Restyle tab: upload a picture there to try it."
     assert isinstance(preview, Image.Image) and names == ["ui style"]
     assert selected["value"] == "ui style" and restyle_pack == gr.update(choices=["ui style"], value="ui style")
     assert [caption for _, caption in gallery] == ["ui style"]
@@ -102,6 +102,7 @@ def test_train_cancel_and_errors_are_shown(handlers, reference, tmp_path):
     assert handlers.cancel().startswith("Cancelling 'long'")
     last = list(long_run)[-1]
     assert last[0].startswith("⚠️") and "cancelled" in last[0]
+    assert last[1] == gr.update()  # the last live preview stays on screen
     assert not handlers.runtime.packs.path_for("long").exists()
 
     text_file = tmp_path / "notes.png"
@@ -141,19 +142,21 @@ def test_pack_management(handlers, tmp_path):
     upload.write_bytes(source.read_bytes())
 
     status, gallery, names, selected, _ = handlers.import_file(str(upload), "", False)
-    assert status == "Imported shared.safetensors as style pack 'shared'." and names == ["original", "shared"]
+    assert status.startswith(
+        "Imported shared.safetensors as style pack 'shared'. It is chosen in the Restyle tab"
+    ) and names == ["original", "shared"]
     assert selected["value"] == "shared" and len(gallery) == 2
     assert handlers.import_file(str(upload), "", False)[0].startswith("⚠️ A style pack named 'shared' already exists")
 
     clicked = handlers.select(names, gr.SelectData(None, {"index": 1, "value": None}))  # a gallery click
     assert clicked == gr.update(value="shared")
     assert handlers.select(names, gr.SelectData(None, {"index": 7, "value": None})) == gr.update()
-    _, metadata = handlers.show("shared")
-    assert metadata["jojogan.config"]["size"] == runtime.base.generator.size  # JSON entries decoded
-    assert "modelspec.thumbnail" not in metadata
+    _, card, title, *_ = handlers.show("shared")
+    assert title == "Original" and "shared.safetensors" in card  # the card of the selected pack
 
     status, file = handlers.download("shared")
-    assert Path(file).read_bytes() == source.read_bytes() and Path(file).name == "shared.safetensors"
+    assert status == "'shared' is ready: save it with the link below." and file["visible"] is True
+    assert Path(file["value"]).read_bytes() == source.read_bytes() and Path(file["value"]).name == "shared.safetensors"
 
     assert handlers.rename("shared", "renamed")[0] == "Renamed 'shared' to 'renamed'."
     assert handlers.rename("renamed", "original")[0].startswith("⚠️")  # taken
@@ -163,6 +166,8 @@ def test_pack_management(handlers, tmp_path):
     assert handlers.refresh()[0] == "1 style pack."
     (runtime.packs.folder / "junk.safetensors").write_bytes(b"junk")
     assert "Skipped: junk.safetensors" in handlers.refresh()[0]
+    handlers.delete("original")
+    assert handlers.refresh()[0].startswith("No style packs yet: train one, import one or download")
 
 
 def published_style(tmp_path: Path, runtime, url: str | None = None) -> weights.WeightFile:
@@ -188,7 +193,7 @@ def test_fetch_a_published_style_downloads_and_imports_it(handlers, tmp_path):
     handlers.catalog = {entry.name: entry}
     assert handlers.published_styles() == ["tiny_style.pt"]
     updates = list(handlers.fetch("tiny_style.pt"))
-    assert updates[-1][0] == "Imported tiny_style.pt as style pack 'tiny_style'."
+    assert updates[-1][0].startswith("Imported tiny_style.pt as style pack 'tiny_style'. It is chosen")
     assert updates[-1][2] == ["tiny_style"]
     assert (handlers.runtime.packs.folder / "tiny_style.pt").stat().st_size == entry.size
     assert (handlers.runtime.packs.folder / "tiny_style.preview.png").is_file()
@@ -201,3 +206,22 @@ def test_fetch_offline_shows_the_missing_weights_sentence(handlers, tmp_path):
     assert status.startswith("⚠️") and "tiny_style.pt" in status and "could not be downloaded" in status
     assert str(handlers.runtime.packs.folder) in status  # where to put it by hand
     assert list(handlers.fetch("unknown.pt"))[-1][0].startswith("⚠️ Choose one of the published styles")
+
+
+def test_labels_say_one_rule_and_hints_sit_under_checkboxes(tiny_runtime):
+    found = components(build_tab(tiny_runtime, TrainingJobs(tiny_runtime)))
+    seed = found["jojogan_seed"]["props"]
+    assert (seed["label"], seed.get("value")) == ("Seed", None) and seed["info"] == "Random seed; empty = random."
+    for elem_id in ("jojogan_preserve_color", "jojogan_references_are_aligned", "jojogan_restyle_color_match"):
+        assert "jojogan-checkbox" in found[elem_id]["props"]["elem_classes"]  # style.css moves the hint below
+    assert "tool" in found["jojogan_restyle_pack_refresh"]["props"]["elem_classes"]  # the host's small button
+    assert parse(TrainArgs, train_values(defaults(seed=None))).seed is None
+
+
+def test_an_unexpected_failure_says_what_to_do_without_exception_names():
+    message = failure_message(RuntimeError("CUDA out of memory.\nTraceback (most recent call last): ..."))
+    assert message == (
+        "⚠️ Something went wrong: CUDA out of memory. Try again; if it keeps failing, report it with the details "
+        "from the console."
+    )
+    assert "RuntimeError" not in message

@@ -66,7 +66,7 @@ def test_ui_import_and_rename(runtime, handlers, shared):
     for name, expected in SANITIZED_NAMES:
         with unchanged(runtime):
             status, *_ = handlers.import_file(str(shared), name, False)
-            assert status == f"Imported valid.safetensors as style pack '{expected}'."
+            assert status.startswith(f"Imported valid.safetensors as style pack '{expected}'. ")
             assert_only_new_pack(runtime, expected)
             assert handlers.delete(expected)[0] == f"Deleted style pack '{expected}'."
         with unchanged(runtime):
