@@ -141,6 +141,8 @@ class Runtime:
         self._device_workers: ThreadPoolExecutor | None = None  # started on first use
         self._device_queued = 0
         self._device_local = threading.local()
+        # compositions of packs and the base (issue 16); caches sources and generators by recipe
+        self.composer = Composer(self.packs, lambda: self.base.generator, lambda: self.base_fingerprint)
 
     # --- the device ------------------------------------------------------------------------------------
     def on_device(self, work: Callable[[], T], on_wait: Callable[[], None] | None = None) -> tuple[T, float]:
@@ -174,8 +176,6 @@ class Runtime:
 
     def _mark_device_worker(self) -> None:
         self._device_local.is_worker = True
-        # compositions of packs and the base (issue 16); caches sources and generators by recipe
-        self.composer = Composer(self.packs, lambda: self.base.generator, lambda: self.base_fingerprint)
 
     # --- files -------------------------------------------------------------------------------------
     def require(self, *names: str) -> dict[str, Path]:
