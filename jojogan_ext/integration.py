@@ -49,6 +49,11 @@ SETTINGS = (
         tuple(DTYPES),
     ),
     Setting("jojogan_detector", DEFAULT_NETWORK, "Face detector", tuple(NETWORKS)),
+    Setting(
+        "jojogan_check_detector",
+        True,
+        "Self-check a face detector file that is not the catalog's once before using it (off: trust your own)",
+    ),
     Setting("jojogan_default_pack", "", "Default style pack"),
     Setting(
         "jojogan_max_image_megapixels",
@@ -75,6 +80,7 @@ class Services:
         allow_download: bool,
         detector: str,
         max_image_megapixels: float = 40,
+        check_detector: bool = True,
     ) -> None:
         """Follow the web UI's settings; a device, precision or detector change unloads the models."""
         runtime = self.runtime
@@ -87,9 +93,10 @@ class Services:
                 max_total_pixels=max(max_pixels, runtime.image_limits.max_total_pixels),
             )
         dtype = DTYPES.get(precision, torch.float32) if torch.device(device).type != "cpu" else torch.float32
-        if (torch.device(device), dtype, detector) != (runtime.device, runtime.dtype, runtime.detector_network):
+        wanted = (torch.device(device), dtype, detector, check_detector)
+        if wanted != (runtime.device, runtime.dtype, runtime.detector_network, runtime.verify_detector):
             runtime.unload()
-            runtime.device, runtime.dtype, runtime.detector_network = torch.device(device), dtype, detector
+            runtime.device, runtime.dtype, runtime.detector_network, runtime.verify_detector = wanted
 
     def install_hooks(
         self,
@@ -172,5 +179,6 @@ def services_from_settings(
         allow_download=bool(values["jojogan_allow_download"]),
         detector=values["jojogan_detector"],
         max_image_megapixels=values["jojogan_max_image_megapixels"],
+        check_detector=bool(values["jojogan_check_detector"]),
     )
     return services
