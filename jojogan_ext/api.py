@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import re
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -72,6 +73,8 @@ MAX_UPLOAD_BYTES = 200 * 2**20
 MAX_REFERENCES = 16
 # JSON nesting deeper than this is refused unread by pydantic (our bodies nest 3 levels)
 MAX_JSON_DEPTH = 32
+# half of a UTF-16 pair on its own: valid in JSON (`"\\ud800"`), but not text
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # what torch and the file system raise when work fails for reasons other than the user's input
 WORK_FAILURES = (RuntimeError, OSError, MemoryError)
 
@@ -204,6 +207,25 @@ def json_depth(value: Any) -> int:
     return deepest
 
 
+def lone_surrogate_at(value: Any) -> str | None:
+    """Where (`args.name`) the first text holding a lone UTF-16 surrogate is, in keys or values; None if nowhere.
+
+    `"\\ud800"` is valid JSON but not text: it cannot be stored, printed or sent back as UTF-8.
+    """
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str) and LONE_SURROGATE.search(item):
+            return path or "the body"
+        children = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
+        for key, child in children:
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and LONE_SURROGATE.search(key):
+                return f"a key in {path or 'the body'}"
+            stack.append((child, where))
+    return None
+
+
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The JSON object of the request body, read with a size cap; 413/422 with a sentence otherwise."""
     check_declared_length(request, limit)
@@ -228,6 +250,12 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if json_depth(data) > MAX_JSON_DEPTH:
         raise HTTPException(
             422, f"The request body nests deeper than {MAX_JSON_DEPTH} levels; send a flat JSON object."
+        )
+    where = lone_surrogate_at(data)
+    if where is not None:
+        where = where.encode("utf-8", "backslashreplace").decode()
+        raise HTTPException(
+            422, f"The request body holds a lone UTF-16 surrogate in {where}, which is not text; send valid Unicode."
         )
     return data
 

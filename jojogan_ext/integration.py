@@ -57,6 +57,11 @@ SETTINGS = (
         "Face detector (auto: MobileNet-0.25 on CPU, ResNet-50 on GPU)",
         DETECTOR_CHOICES,
     ),
+    Setting(
+        "jojogan_check_detector",
+        True,
+        "Self-check a face detector file that is not the catalog's once before using it (off: trust your own)",
+    ),
     Setting("jojogan_default_pack", "", "Default style pack", lists_packs=True),
     Setting(
         "jojogan_max_image_megapixels",
@@ -110,6 +115,7 @@ class Services:
         allow_download: bool,
         detector: str,
         max_image_megapixels: float = 40,
+        check_detector: bool = True,
     ) -> None:
         """Follow the web UI's settings; a device, precision or detector change unloads the models."""
         runtime = self.runtime
@@ -122,9 +128,10 @@ class Services:
                 max_total_pixels=max(max_pixels, runtime.image_limits.max_total_pixels),
             )
         dtype = DTYPES.get(precision, torch.float32) if torch.device(device).type != "cpu" else torch.float32
-        if (torch.device(device), dtype, detector) != (runtime.device, runtime.dtype, runtime.detector_network):
+        wanted = (torch.device(device), dtype, detector, check_detector)
+        if wanted != (runtime.device, runtime.dtype, runtime.detector_network, runtime.verify_detector):
             runtime.unload()
-            runtime.device, runtime.dtype, runtime.detector_network = torch.device(device), dtype, detector
+            runtime.device, runtime.dtype, runtime.detector_network, runtime.verify_detector = wanted
 
     def install_hooks(
         self,
@@ -236,5 +243,6 @@ def services_from_settings(
         allow_download=bool(values["jojogan_allow_download"]),
         detector=values["jojogan_detector"],
         max_image_megapixels=values["jojogan_max_image_megapixels"],
+        check_detector=bool(values["jojogan_check_detector"]),
     )
     return services

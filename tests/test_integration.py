@@ -23,7 +23,12 @@ def services(tiny_models_dir, tmp_path, monkeypatch):
     models = tmp_path / "webui_models" / "JoJoGAN"
     models.mkdir(parents=True)
     (models / "base").symlink_to(tiny_models_dir / "base", target_is_directory=True)
-    settings = {"jojogan_detector": "retinaface_mobile0.25", "jojogan_allow_download": False, "jojogan_check_detector": False}
+    # the tiny detector has random weights: it would fail the detector self-check
+    settings = {
+        "jojogan_detector": "retinaface_mobile0.25",
+        "jojogan_allow_download": False,
+        "jojogan_check_detector": False,
+    }
     found = integration.services_from_settings(settings.get, extension, tmp_path / "webui_models", "cpu")
     base = found.runtime.base.generator
     save_pack(found.runtime.packs.new_path("ink"), base, base=base, title="ink")

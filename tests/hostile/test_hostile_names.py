@@ -160,10 +160,17 @@ def busy(runtime, jobs):
     return SimpleNamespace(jobs=jobs, job=job)
 
 
-def test_a_name_with_a_lone_surrogate_starts_a_job_under_its_clean_name(runtime, client, jobs):
+def test_a_lone_surrogate_is_refused_before_anything_starts(client, jobs):
+    body = {"references": [png_b64()], "args": {"name": "mine\ud800", "references_are_aligned": True}}
+    refused = assert_json_answer(post_json(client, "train", body), (422,))
+    assert refused["detail"].startswith("The request body holds a lone UTF-16 surrogate in args.name")
+    assert jobs.current() is None
+
+
+def test_a_training_name_is_cleaned_before_the_job_starts(runtime, client, jobs):
     body = {
         "references": [png_b64()],
-        "args": {"name": "mine\ud800\ufffe", "iterations": 1, "references_are_aligned": True},
+        "args": {"name": "../mine\ufffe", "iterations": 1, "references_are_aligned": True},
     }
     started = assert_json_answer(post_json(client, "train", body), (202,))
     assert started["args"]["name"] == "mine"
