@@ -16,7 +16,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-GIT_SOURCE=${JOJOGAN_GIT_SOURCE:-https://github.com/{owner}/{name}.git}
+GITHUB='https://github.com/{owner}/{name}.git'
+GIT_SOURCE=${JOJOGAN_GIT_SOURCE:-$GITHUB}
 HOST_PYTHON=${JOJOGAN_HOST_PYTHON:-python3.11}
 EXTENSION=${JOJOGAN_EXTENSION:-$REPO}
 START_TIMEOUT=${JOJOGAN_START_TIMEOUT:-900}
@@ -60,8 +61,8 @@ default_port() { [[ $1 == forge ]] && echo 7861 || echo 7860; }
 
 git_url() {
   local owner=${1%%/*} name=${1#*/} url=$GIT_SOURCE
-  url=${url//\{owner\}/$owner}
-  echo "${url//\{name\}/$name}"
+  url=${url//'{owner}'/$owner}
+  echo "${url//'{name}'/$name}"
 }
 
 clone() { # clone <owner/name> <commit> <dir>
@@ -105,8 +106,9 @@ models, config = Path(sys.argv[1]), Path(sys.argv[2])
 write_tiny_models(models)
 options = json.loads(config.read_text()) if config.exists() else {}
 options |= {"jojogan_models_dir": str(models), "jojogan_detector": "retinaface_mobile0.25"}
+options["sd_model_checkpoint"] = "tiny-sd15.ckpt"  # Forge's checkpoint menu stays empty with --ckpt alone
 config.write_text(json.dumps(options, indent=4))
-print(f"tiny JoJoGAN models in {models}; {config}: jojogan_models_dir, jojogan_detector set")
+print(f"tiny JoJoGAN models in {models}; {config}: jojogan_models_dir, jojogan_detector, sd_model_checkpoint set")
 EOF
   echo "set up $kind in $dir; start it with: $0 start $kind $dir"
 }

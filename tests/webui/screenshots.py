@@ -24,7 +24,7 @@ def take(url: str, out: Path, chromium: str) -> list[Path]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         page = browser.new_page(viewport=VIEWPORT)
-        page.goto(url, wait_until="networkidle", timeout=120_000)
+        page.goto(url, wait_until="load", timeout=120_000)
         page.wait_for_selector("#tab_jojogan", state="attached", timeout=120_000)
         page.wait_for_timeout(2000)
         open_top_tab(page, "JoJoGAN")
