@@ -57,6 +57,8 @@ def pack_dropdown(runtime: Runtime, elem_id: str, value: str = "") -> gr.Dropdow
         # the host's small tool button (its `tool` class; the standalone app's style.css gives the same look)
         refresh = gr.Button("🔄", size="sm", scale=0, min_width=40, elem_classes=["tool"], elem_id=f"{elem_id}_refresh")
     refresh.click(lambda: gr.update(choices=pack_names(runtime)), inputs=[], outputs=[dropdown])
+    # the host builds this once at start-up: opening the list re-reads the packs folder (packs trained since)
+    dropdown.focus(lambda: gr.update(choices=pack_names(runtime)), inputs=[], outputs=[dropdown], queue=False)
     return dropdown
 
 
