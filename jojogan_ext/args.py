@@ -243,6 +243,7 @@ _MESSAGES = {
     "missing": "is required",
     "dict": "must be an object",
     "dict_type": "must be an object",
+    "model_type": "must be an object",
     "list": "must be a list",
     "list_type": "must be a list",
     "extra": "is not an option here (check the spelling)",

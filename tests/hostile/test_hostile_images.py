@@ -122,15 +122,16 @@ def test_ui_handlers_show_a_sentence(runtime, handlers, cases, portrait):
 def test_gradio_hands_uploads_over_undecoded(runtime, jobs, tmp_path):
     """The tab's image inputs are file uploads: gradio stores the bytes and our gate reads the header first."""
     blocks = build_tab(runtime, jobs)
-    fn_index = next(
-        i for i, dependency in enumerate(blocks.dependencies) if dependency["api_name"] == "jojogan_restyle"
-    )
-    image_inputs = [blocks.blocks[blocks.dependencies[fn_index]["inputs"][0]]]
+    dependencies = blocks.config["dependencies"]  # gradio 3 and 4 alike (Blocks.dependencies is gone in 4)
+    fn_index = next(i for i, dependency in enumerate(dependencies) if dependency["api_name"] == "jojogan_restyle")
+    image_inputs = [blocks.blocks[dependencies[fn_index]["inputs"][0]]]
     image_inputs += [component for component in blocks.blocks.values() if getattr(component, "elem_id", None)
                      in ("jojogan_test_face", "jojogan_references")]  # fmt: skip
     assert len(image_inputs) == 3 and all(isinstance(component, gr.File) for component in image_inputs)
     assert not any(isinstance(c, gr.Image) and c.interactive is not False for c in blocks.blocks.values())
 
+    if not gr.__version__.startswith("3."):
+        pytest.skip("gradio 4's internal upload payload differs; tests/test_app.py drives gradio 4 through its client")
     # the full gradio pipeline (preprocess → handler → postprocess), as for a request to /api/jojogan_restyle
     bomb = png_declaring(12_000, 12_000)  # 432 MB once decoded as RGB: gradio's own gr.Image would decode it
     upload = {"name": "bomb.png", "data": "data:image/png;base64," + b64(bomb), "is_file": False}
