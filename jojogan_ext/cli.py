@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--detector",
         choices=list(DETECTOR_CHOICES),
         default=DEFAULT_NETWORK,
-        help="face detector: auto = mobile0.25 on CPU (about 7x faster), resnet50 on GPU (finds more small faces)",
+        help="face detector: auto = mobile0.25 on CPU (about 9x faster), resnet50 on GPU (finds more small faces)",
     )
     parser.add_argument(
         "--skip-detector-check",

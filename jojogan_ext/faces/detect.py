@@ -28,7 +28,7 @@ NETWORKS: dict[str, tuple[str, str]] = {
     "retinaface_resnet50": ("resnet50", "detection_Resnet50_Final.pth"),
     "retinaface_mobile0.25": ("mobile0.25", "detection_mobilenet0.25_Final.pth"),
 }
-# "auto" picks per device type (README, Performance: MobileNet-0.25 is ~7x faster than ResNet-50 on a
+# "auto" picks per device type (README, Performance: MobileNet-0.25 is ~9x faster than ResNet-50 on a
 # 2-core CPU and finds the same faces in our real-photo tests; on a GPU both take milliseconds, so the
 # larger network's better recall on small and tilted faces is free there).
 AUTO = "auto"
