@@ -35,6 +35,7 @@ from .pack_card import empty_card_html, image_data_uri, pack_card_html
 from .packs import DETAIL_KEYS, PackInfo, thumbnail_image, update_pack_details
 from .restyle import Restyler
 from .runtime import Runtime
+from .style_gallery import PublishedStyle, gallery_html, published_styles, resolve
 from .train import render_preview
 
 # The Restyle tab's controls (after the image), in order.
@@ -411,16 +412,27 @@ class TabHandlers:
         shutil.copyfile(path, copy)
         return f"'{path.stem}' is ready: save it with the link below.", gr.update(value=str(copy), visible=True)
 
+    def published(self) -> list[PublishedStyle]:
+        """JoJoGAN's published styles, each with its title, size and whether it is downloaded or a pack here."""
+        folders = self.runtime.folders.search_dirs("styles")
+        downloaded = {name for name in self.catalog if weights.locate(name, folders) is not None}
+        return published_styles(self.catalog, downloaded, {info.name for info in self.runtime.packs.list()})
+
     def published_styles(self) -> list[str]:
-        """Catalog names of JoJoGAN's published styles."""
-        return [entry.name for entry in self.catalog.values() if entry.kind == "styles"]
+        """The published styles' dropdown labels: human title and file name."""
+        return [style.label for style in self.published()]
+
+    def published_table(self) -> str:
+        """The published styles as a small table (title, file, size, downloaded or a pack)."""
+        return gallery_html(self.published())
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
     def fetch(self, entry_name: str | None) -> Iterator[tuple[Any, ...]]:
         """Download a published JoJoGAN style (or use the copy already in the styles folder) and import it."""
-        entry = self.catalog.get(entry_name or "")
-        if entry is None or entry.kind != "styles":
+        style = resolve(self.published(), entry_name)
+        if style is None:
             raise JojoganError("Choose one of the published styles to download.")
+        entry = style.entry
         name = Path(entry.name).stem
         self.runtime.packs.new_path(name)  # refuse a taken name before downloading 130 MB
         progress: dict[str, Any] = {"done": 0, "total": entry.size}
@@ -530,7 +542,9 @@ def build_tab(
         )
         packs["delete"].click(handlers.delete, inputs=[packs["selected"]], outputs=[status, *library])
         packs["download"].click(handlers.download, inputs=[packs["selected"]], outputs=[status, packs["file"]])
-        packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library])
+        packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library]).then(
+            handlers.published_table, inputs=[], outputs=[packs["published_table"]], queue=False
+        )
         # every page load shows the packs folder as it is now (packs trained or imported since the UI was built)
         blocks.load(handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], queue=False).then(
             handlers.show, inputs=[packs["selected"]], outputs=shown, queue=False
@@ -676,6 +690,7 @@ def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
                     info="JoJoGAN's pretrained styles (about 133 MB each), downloaded and imported as style packs.",
                     elem_id="jojogan_published_style",
                 )
+                published_table = gr.HTML(value=handlers.published_table(), elem_id="jojogan_published_table")
                 fetch = gr.Button("Download and import", elem_id="jojogan_fetch")
     names_state = gr.State(names)
     return {
@@ -697,5 +712,6 @@ def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
         "overwrite": overwrite,
         "import": import_button,
         "published": published,
+        "published_table": published_table,
         "fetch": fetch,
     }
