@@ -104,12 +104,29 @@ def enable_queue(blocks: gr.Blocks, workers: int = 4) -> gr.Blocks:
     return blocks.queue(concurrency_count=workers)  # gradio 3
 
 
+def seed_value(seed: Any) -> int | None:
+    """The seed box's text (or a number from Python) as a seed; empty, or a negative number, = random (None).
+
+    A text box, not gr.Number: gradio 3 shows an empty number box as 0, which would fix the seed.
+    """
+    if isinstance(seed, str):
+        text = seed.strip()
+        if not text:
+            return None
+        try:
+            seed = int(text)
+        except ValueError:
+            raise JojoganError(f"The seed must be a whole number (empty = random), not {text[:20]!r}.") from None
+    if seed is None or seed < 0:
+        return None
+    return int(seed)
+
+
 def train_values(values: Sequence[Any]) -> dict[str, Any]:
     """Train tab control values (TRAIN_FIELDS order) → a TrainArgs dict (empty seed = random; so is the -1 that
     earlier versions showed and a saved ui-config.json may still hold)."""
     data = dict(zip(TRAIN_FIELDS, values, strict=True))
-    seed = data["seed"]
-    data["seed"] = None if seed is None or seed < 0 else int(seed)
+    data["seed"] = seed_value(data["seed"])
     data["name"] = str(data["name"] or "").strip()
     return whole_numbers(TrainArgs, data)
 
@@ -577,7 +594,13 @@ def build_train_tab() -> dict[str, Any]:
                 loss = choices_dropdown(TrainArgs, "loss", "jojogan_loss")
                 identity_weight = slider(TrainArgs, "identity_weight", "jojogan_identity_weight")
                 learning_rate = number(TrainArgs, "learning_rate", "jojogan_learning_rate")
-                seed = number(TrainArgs, "seed", "jojogan_seed")  # empty = random
+                seed = gr.Textbox(
+                    value="",
+                    label=label("seed"),
+                    info=field_info(TrainArgs, "seed")["description"],
+                    placeholder="random",
+                    elem_id="jojogan_seed",
+                )
                 overwrite = gr.Checkbox(
                     value=False, label="Replace a pack of the same name", elem_id="jojogan_overwrite"
                 )

@@ -13,6 +13,7 @@ from PIL import Image
 
 from jojogan_ext import style_gallery, weights
 from jojogan_ext.args import TrainArgs, field_info, parse
+from jojogan_ext.errors import JojoganError
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.ui import TRAIN_FIELDS, TabHandlers, build_tab, failure_message, train_values
@@ -212,11 +213,14 @@ def test_fetch_offline_shows_the_missing_weights_sentence(handlers, tmp_path):
 def test_labels_say_one_rule_and_hints_sit_under_checkboxes(tiny_runtime):
     found = components(build_tab(tiny_runtime, TrainingJobs(tiny_runtime)))
     seed = found["jojogan_seed"]["props"]
-    assert (seed["label"], seed.get("value")) == ("Seed", None) and seed["info"] == "Random seed; empty = random."
+    assert (seed["label"], seed["value"]) == ("Seed", "") and seed["info"] == "Random seed; empty = random."
     for elem_id in ("jojogan_preserve_color", "jojogan_references_are_aligned", "jojogan_restyle_color_match"):
         assert "jojogan-checkbox" in found[elem_id]["props"]["elem_classes"]  # style.css moves the hint below
     assert "tool" in found["jojogan_restyle_pack_refresh"]["props"]["elem_classes"]  # the host's small button
-    assert parse(TrainArgs, train_values(defaults(seed=None))).seed is None
+    for typed, expected in [("", None), ("  ", None), ("42", 42), (" 7 ", 7), ("-1", None), (None, None), (5.0, 5)]:
+        assert parse(TrainArgs, train_values(defaults(seed=typed))).seed == expected
+    with pytest.raises(JojoganError, match="The seed must be a whole number"):
+        train_values(defaults(seed="abc"))
 
 
 def test_an_unexpected_failure_says_what_to_do_without_exception_names():
