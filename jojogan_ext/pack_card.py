@@ -137,7 +137,7 @@ def image_data_uri(image: Image.Image, max_side: int = CARD_PREVIEW_SIZE) -> str
 
 def table(rows: list[tuple[str, str]]) -> str:
     cells = "".join(
-        f'<tr><th style="border:none;text-align:left;padding:2px 12px 2px 0;vertical-align:top;{SUBDUED}font-weight:normal;'
+        f'<tr><th style="border:none;width:1%;text-align:left;padding:2px 12px 2px 0;vertical-align:top;{SUBDUED}font-weight:normal;'
         f'white-space:nowrap">{escape(label)}</th><td style="border:none;padding:2px 0;{WRAP}">{escape(text)}</td></tr>'
         for label, text in rows
     )

@@ -36,6 +36,7 @@ from .packs import DETAIL_KEYS, PackInfo, thumbnail_image, update_pack_details
 from .previews import render_preview
 from .restyle import Restyler
 from .runtime import Runtime
+from .style_gallery import PublishedStyle, gallery_html, published_styles, resolve
 
 # The Restyle tab's controls (after the image): the accordion's, without its on/off switch.
 RESTYLE_TAB_FIELDS = ACCORDION_FIELDS[1:]
@@ -95,12 +96,29 @@ def enable_queue(blocks: gr.Blocks, workers: int = 4) -> gr.Blocks:
     return blocks.queue(concurrency_count=workers)  # gradio 3
 
 
+def seed_value(seed: Any) -> int | None:
+    """The seed box's text (or a number from Python) as a seed; empty, or a negative number, = random (None).
+
+    A text box, not gr.Number: gradio 3 shows an empty number box as 0, which would fix the seed.
+    """
+    if isinstance(seed, str):
+        text = seed.strip()
+        if not text:
+            return None
+        try:
+            seed = int(text)
+        except ValueError:
+            raise JojoganError(f"The seed must be a whole number (empty = random), not {text[:20]!r}.") from None
+    if seed is None or seed < 0:
+        return None
+    return int(seed)
+
+
 def train_values(values: Sequence[Any]) -> dict[str, Any]:
     """Train tab control values (TRAIN_FIELDS order) → a TrainArgs dict (empty seed = random; so is the -1 that
     earlier versions showed and a saved ui-config.json may still hold)."""
     data = dict(zip(TRAIN_FIELDS, values, strict=True))
-    seed = data["seed"]
-    data["seed"] = None if seed is None or seed < 0 else int(seed)
+    data["seed"] = seed_value(data["seed"])
     data["name"] = str(data["name"] or "").strip()
     return whole_numbers(TrainArgs, data)
 
@@ -408,16 +426,27 @@ class TabHandlers:
         shutil.copyfile(path, copy)
         return f"'{path.stem}' is ready: save it with the link below.", gr.update(value=str(copy), visible=True)
 
+    def published(self) -> list[PublishedStyle]:
+        """JoJoGAN's published styles, each with its title, size and whether it is downloaded or a pack here."""
+        folders = self.runtime.folders.search_dirs("styles")
+        downloaded = {name for name in self.catalog if weights.locate(name, folders) is not None}
+        return published_styles(self.catalog, downloaded, {info.name for info in self.runtime.packs.list()})
+
     def published_styles(self) -> list[str]:
-        """Catalog names of JoJoGAN's published styles."""
-        return [entry.name for entry in self.catalog.values() if entry.kind == "styles"]
+        """The published styles' dropdown labels: human title and file name."""
+        return [style.label for style in self.published()]
+
+    def published_table(self) -> str:
+        """The published styles as a small table (title, file, size, downloaded or a pack)."""
+        return gallery_html(self.published())
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
     def fetch(self, entry_name: str | None) -> Iterator[tuple[Any, ...]]:
         """Download a published JoJoGAN style (or use the copy already in the styles folder) and import it."""
-        entry = self.catalog.get(entry_name or "")
-        if entry is None or entry.kind != "styles":
+        style = resolve(self.published(), entry_name)
+        if style is None:
             raise JojoganError("Choose one of the published styles to download.")
+        entry = style.entry
         name = Path(entry.name).stem
         self.runtime.packs.new_path(name)  # refuse a taken name before downloading 130 MB
         progress: dict[str, Any] = {"done": 0, "total": entry.size}
@@ -527,7 +556,9 @@ def build_tab(
         )
         packs["delete"].click(handlers.delete, inputs=[packs["selected"]], outputs=[status, *library])
         packs["download"].click(handlers.download, inputs=[packs["selected"]], outputs=[status, packs["file"]])
-        packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library])
+        packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library]).then(
+            handlers.published_table, inputs=[], outputs=[packs["published_table"]], queue=False
+        )
         # every page load shows the packs folder as it is now (packs trained or imported since the UI was built)
         blocks.load(handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], queue=False).then(
             handlers.show, inputs=[packs["selected"]], outputs=shown, queue=False
@@ -561,7 +592,13 @@ def build_train_tab() -> dict[str, Any]:
                 loss = choices_dropdown(TrainArgs, "loss", "jojogan_loss")
                 identity_weight = slider(TrainArgs, "identity_weight", "jojogan_identity_weight")
                 learning_rate = number(TrainArgs, "learning_rate", "jojogan_learning_rate")
-                seed = number(TrainArgs, "seed", "jojogan_seed")  # empty = random
+                seed = gr.Textbox(
+                    value="",
+                    label=label("seed"),
+                    info=field_info(TrainArgs, "seed")["description"],
+                    placeholder="random",
+                    elem_id="jojogan_seed",
+                )
                 overwrite = gr.Checkbox(
                     value=False, label="Replace a pack of the same name", elem_id="jojogan_overwrite"
                 )
@@ -676,6 +713,7 @@ def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
                     info="JoJoGAN's pretrained styles (about 133 MB each), downloaded and imported as style packs.",
                     elem_id="jojogan_published_style",
                 )
+                published_table = gr.HTML(value=handlers.published_table(), elem_id="jojogan_published_table")
                 fetch = gr.Button("Download and import", elem_id="jojogan_fetch")
     names_state = gr.State(names)
     return {
@@ -697,5 +735,6 @@ def build_packs_tab(handlers: TabHandlers) -> dict[str, Any]:
         "overwrite": overwrite,
         "import": import_button,
         "published": published,
+        "published_table": published_table,
         "fetch": fetch,
     }

@@ -1,5 +1,6 @@
 """The gradio UI on gradio 3.41: the tab and the accordion controls build, and the handlers work on real inputs."""
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from jojogan_ext import weights
+from jojogan_ext import style_gallery, weights
 from jojogan_ext.args import TrainArgs, field_info, parse
+from jojogan_ext.errors import JojoganError
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.ui import TRAIN_FIELDS, TabHandlers, build_tab, failure_message, train_values
@@ -211,11 +213,14 @@ def test_fetch_offline_shows_the_missing_weights_sentence(handlers, tmp_path):
 def test_labels_say_one_rule_and_hints_sit_under_checkboxes(tiny_runtime):
     found = components(build_tab(tiny_runtime, TrainingJobs(tiny_runtime)))
     seed = found["jojogan_seed"]["props"]
-    assert (seed["label"], seed.get("value")) == ("Seed", None) and seed["info"] == "Random seed; empty = random."
+    assert (seed["label"], seed["value"]) == ("Seed", "") and seed["info"] == "Random seed; empty = random."
     for elem_id in ("jojogan_preserve_color", "jojogan_references_are_aligned", "jojogan_restyle_color_match"):
         assert "jojogan-checkbox" in found[elem_id]["props"]["elem_classes"]  # style.css moves the hint below
     assert "tool" in found["jojogan_restyle_pack_refresh"]["props"]["elem_classes"]  # the host's small button
-    assert parse(TrainArgs, train_values(defaults(seed=None))).seed is None
+    for typed, expected in [("", None), ("  ", None), ("42", 42), (" 7 ", 7), ("-1", None), (None, None), (5.0, 5)]:
+        assert parse(TrainArgs, train_values(defaults(seed=typed))).seed == expected
+    with pytest.raises(JojoganError, match="The seed must be a whole number"):
+        train_values(defaults(seed="abc"))
 
 
 def test_an_unexpected_failure_says_what_to_do_without_exception_names():
@@ -225,3 +230,24 @@ def test_an_unexpected_failure_says_what_to_do_without_exception_names():
         "from the console."
     )
     assert "RuntimeError" not in message
+
+
+def test_the_published_styles_show_titles_sizes_and_what_is_here(handlers, tmp_path):
+    entry = published_style(tmp_path, handlers.runtime)
+    entry = dataclasses.replace(entry, description=f"{weights.JOJOGAN_STYLE_NOTE}: Tiny test style")
+    handlers.catalog = {entry.name: entry}
+    label = "Tiny test style (tiny_style.pt)"
+    assert handlers.published_styles() == [label]
+    table = handlers.published_table()
+    assert "Tiny test style" in table and weights.human_size(entry.size) in table and "not downloaded" in table
+    assert list(handlers.fetch(label))[-1][0].startswith("Imported tiny_style.pt as style pack 'tiny_style'.")
+    assert "style pack &#x27;tiny_style&#x27;" in handlers.published_table()
+    (handlers.runtime.packs.folder / "tiny_style.safetensors").unlink()
+    assert "downloaded, not imported yet" in handlers.published_table()
+
+
+def test_the_real_catalog_has_human_titles():
+    styles = {style.entry.name: style for style in style_gallery.published_styles(weights.CATALOG, set(), set())}
+    assert styles["jojo_preserve_color.pt"].label == "JoJo, colours kept (jojo_preserve_color.pt)"
+    assert all(": " not in style.title and style.title for style in styles.values())
+    assert style_gallery.resolve(styles.values(), "jojo_preserve_color.pt").title == "JoJo, colours kept"
