@@ -28,8 +28,6 @@ ACCORDION_FIELDS = (
     "feather",
     "color_match",
 )
-# The generation-info entry that says why an image was left unchanged (never read back when pasting).
-NOTE_LABEL = "JoJoGAN note"
 # Controls placed side by side, two to a row, below pack and strength.
 PAIRED_FIELDS = (("face_indices", "max_faces"), ("confidence", "min_face_size"), ("feather", "color_match"))
 

@@ -60,6 +60,8 @@ SETTINGS = (
 )
 
 
+# The generation-info entry that says why an image was left unchanged (never read back when pasting).
+NOTE_LABEL = "JoJoGAN note"
 WEBUI_MODELS_SUBFOLDER = "JoJoGAN"  # <webui>/models/JoJoGAN, beside the host's other model folders
 
 
@@ -74,6 +76,15 @@ class RestyleOutcome(NamedTuple):
     def note(self) -> str:
         """Why the image was left unchanged, for the user to see under it ('' when faces were restyled)."""
         return "" if self.infotext else self.message
+
+    def record(self, params: dict[str, str], log: Callable[[str], None] = print) -> None:
+        """Write what happened where the user looks: the infotext entries into the image's parameters (txt2img's
+        extra generation parameters, Extras' info), or the note saying why nothing changed; the message to `log`."""
+        params.update(self.infotext)
+        if self.note:
+            params[NOTE_LABEL] = self.note
+        if self.message:
+            log(f"JoJoGAN: {self.message}")
 
 
 @dataclass

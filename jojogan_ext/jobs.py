@@ -17,7 +17,7 @@ from PIL import Image
 from .args import TrainArgs
 from .errors import BusyError, CancelledError, JojoganError
 from .runtime import Runtime
-from .train import finetune, require_training_models
+from .train import check_training, finetune
 
 
 @dataclass
@@ -96,7 +96,7 @@ class TrainingJobs:
         if not references:
             raise JojoganError("Give at least one reference portrait to train a style.")
         self.runtime.packs.new_path(args.name, overwrite=overwrite)  # refuse a bad or taken name up front
-        require_training_models(self.runtime, args, fetch=False)  # every missing model file, named at once
+        check_training(self.runtime, args, test_face, fetch=False)  # bad options and every missing model file, at once
         with self._lock:
             if any(job.active for job in self._jobs.values()):
                 raise BusyError("A style is already training; wait for it to finish or cancel it.")

@@ -229,8 +229,10 @@ def grad_scaler(enabled: bool) -> "torch.cuda.amp.GradScaler":
     return torch.cuda.amp.GradScaler(enabled=enabled)
 
 
-def require_training_models(runtime: "Runtime", args: TrainArgs, *, fetch: bool = True) -> None:
-    """Every model file this training needs, checked at once (see `Runtime.require_models`)."""
+def check_training(runtime: "Runtime", args: TrainArgs, test_face: Image.Image | None, *, fetch: bool = True) -> None:
+    """Everything a training needs before its first expensive step: its inputs, then every model file at once."""
+    if args.identity_weight > 0 and test_face is None:
+        raise JojoganError("The identity option needs a test face photo: add one, or set the identity weight to 0.")
     runtime.require_models(
         detector=not args.references_are_aligned, lpips=args.loss == "lpips" or args.identity_weight > 0, fetch=fetch
     )
@@ -240,7 +242,7 @@ def prepare_run(
     runtime: "Runtime", references: Sequence[Image.Image], args: TrainArgs, test_face: Image.Image | None
 ) -> TrainingRun:
     """Align and invert the references (and the test face), and make the trainable generator copy."""
-    require_training_models(runtime, args)
+    check_training(runtime, args, test_face)
     base = runtime.base.generator
     aligned = runtime.align_references(references, args.references_are_aligned)
     latents = runtime.invert(aligned)  # [N, n_latent, style_dim]
@@ -255,8 +257,6 @@ def prepare_run(
         preview_latent = runtime.invert(test_aligned)
         if args.identity_weight > 0:
             identity = (preview_latent, faces_to_tensor(test_aligned, base.size).to(latents.device))
-    elif args.identity_weight > 0:
-        raise JojoganError("The identity option needs a test face photo: add one, or set the identity weight to 0.")
     return TrainingRun(generator, latents, targets, preview_latent, identity)
 
 

@@ -25,7 +25,7 @@ import gradio as gr
 from PIL import Image
 
 from . import weights
-from .accordion import restyle_control, restyle_values
+from .accordion import ACCORDION_FIELDS, restyle_control, restyle_values
 from .api import MAX_REFERENCES, pack_info
 from .args import RestyleArgs, TrainArgs, field_info, parse
 from .controls import checkbox, choices_dropdown, label, number, slider, whole_numbers
@@ -37,17 +37,8 @@ from .restyle import Restyler
 from .runtime import Runtime
 from .train import render_preview
 
-# The Restyle tab's controls (after the image), in order.
-RESTYLE_TAB_FIELDS = (
-    "pack",
-    "strength",
-    "face_indices",
-    "max_faces",
-    "confidence",
-    "min_face_size",
-    "feather",
-    "color_match",
-)
+# The Restyle tab's controls (after the image): the accordion's, without its on/off switch.
+RESTYLE_TAB_FIELDS = ACCORDION_FIELDS[1:]
 # The Train tab's argument controls, in order.
 TRAIN_FIELDS = (
     "name",

@@ -12,7 +12,7 @@ from modules import call_queue, devices, paths_internal, script_callbacks, scrip
 
 from jojogan_ext import accordion, api, ui
 from jojogan_ext.errors import JojoganError
-from jojogan_ext.integration import SETTINGS, Services, services_from_settings
+from jojogan_ext.integration import SETTINGS, RestyleOutcome, Services, services_from_settings
 from jojogan_ext.jobs import TrainingJob
 
 EXTENSION_DIR = Path(__file__).resolve().parents[1]
@@ -156,7 +156,7 @@ class JoJoGANScript(scripts.Script):
         try:
             restyle_args = accordion.script_arguments(script_args)
         except JojoganError as error:
-            tell_user(p, str(error))
+            RestyleOutcome(pp.image, {}, str(error)).record(p.extra_generation_params)
             return
         if restyle_args is None or not restyle_args.get("enabled", True):  # an API object without "enabled" restyles
             return
@@ -167,24 +167,13 @@ class JoJoGANScript(scripts.Script):
             default_pack=option("jojogan_default_pack", ""),
         )
         pp.image = outcome.image
-        p.extra_generation_params.update(outcome.infotext)
-        if outcome.note:
-            tell_user(p, outcome.note)
-        elif outcome.message:
-            print(f"JoJoGAN: {outcome.message}")
+        outcome.record(p.extra_generation_params)  # the generation info under the image, the API's info, the PNG
 
     def postprocess(self, p, processed, *script_args):
         with contextlib.suppress(JojoganError):
             restyle_args = accordion.script_arguments(script_args)
             if restyle_args and restyle_args.get("enabled", True) and not option("jojogan_keep_loaded", True):
                 services().runtime.unload()
-
-
-def tell_user(p, message: str) -> None:
-    """Say why JoJoGAN left an image unchanged where the user looks (the generation info, also in the API's
-    `info` and the PNG) and in the log."""
-    print(f"JoJoGAN: {message}")
-    p.extra_generation_params[accordion.NOTE_LABEL] = message
 
 
 script_callbacks.on_ui_settings(on_ui_settings)

@@ -9,7 +9,7 @@ from modules import devices, paths_internal, scripts_postprocessing, shared, ui_
 
 from jojogan_ext import accordion
 from jojogan_ext.errors import JojoganError
-from jojogan_ext.integration import services_from_settings
+from jojogan_ext.integration import RestyleOutcome, services_from_settings
 
 EXTENSION_DIR = Path(__file__).resolve().parents[1]
 
@@ -34,21 +34,11 @@ class JoJoGANExtras(scripts_postprocessing.ScriptPostprocessing):
         try:
             restyle_args = accordion.restyle_values([values.get(name) for name in accordion.ACCORDION_FIELDS])
         except JojoganError as error:  # e.g. a faces field that is not a list of numbers
-            tell_user(pp, str(error))
+            RestyleOutcome(pp.image, {}, str(error)).record(pp.info)
             return
         if not restyle_args["enabled"]:
             return
         found = services_from_settings(option, EXTENSION_DIR, paths_internal.models_path, devices.device)
         outcome = found.restyle_or_keep(pp.image, restyle_args, default_pack=option("jojogan_default_pack", ""))
         pp.image = outcome.image
-        pp.info.update(outcome.infotext)
-        if outcome.note:
-            tell_user(pp, outcome.note)
-        elif outcome.message:
-            print(f"JoJoGAN: {outcome.message}")
-
-
-def tell_user(pp: scripts_postprocessing.PostprocessedImage, message: str) -> None:
-    """Show why JoJoGAN left the image unchanged in the Extras info under the image, and in the log."""
-    print(f"JoJoGAN: {message}")
-    pp.info["JoJoGAN"] = message
+        outcome.record(pp.info)  # the Extras info under the image

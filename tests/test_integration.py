@@ -153,3 +153,16 @@ def test_moving_across_file_systems_copies_then_removes(tmp_path, monkeypatch):
     assert (tmp_path / "new" / "styles" / "a.safetensors").read_bytes() == b"a"
     assert not (tmp_path / "old" / "styles" / "a.safetensors").exists()
     assert [path.name for path in (tmp_path / "new" / "styles").iterdir()] == ["a.safetensors"]  # no temp left
+
+
+def test_the_outcome_is_recorded_where_the_user_looks(services, fixtures):
+    """Restyled: the infotext entries; unchanged: a note saying why (both also in the log)."""
+    found = services[0]
+    image = astronaut(fixtures)
+    params, logged = {"Steps": "20"}, []
+    found.restyle_or_keep(image, {"pack": "nope"}).record(params, logged.append)
+    assert "no style pack named 'nope'" in params[integration.NOTE_LABEL] and params["Steps"] == "20"
+    assert logged == [f"JoJoGAN: {params[integration.NOTE_LABEL]}"]
+    params = {}
+    integration.RestyleOutcome(image, {"JoJoGAN pack": "ink"}, "Restyled 1 face with 'ink'.").record(params, print)
+    assert params == {"JoJoGAN pack": "ink"}

@@ -61,10 +61,10 @@ def test_restyling_names_the_generator_the_encoder_and_the_detector(empty, tmp_p
 )
 def test_training_names_everything_its_options_need(empty, args, expected):
     with pytest.raises(MissingWeightsError) as error:
-        finetune(empty, [portrait()], args)
+        finetune(empty, [portrait()], args, test_face=portrait())
     assert listed(str(error.value)) == expected
     with pytest.raises(MissingWeightsError) as error:  # the job refuses before it starts a thread
-        TrainingJobs(empty).start([portrait()], args)
+        TrainingJobs(empty).start([portrait()], args, test_face=portrait())
     assert listed(str(error.value)) == expected
 
 

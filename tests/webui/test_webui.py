@@ -20,9 +20,8 @@ import pytest
 from PIL import Image
 
 from jojogan_ext import __version__
-from jojogan_ext.accordion import NOTE_LABEL
 from jojogan_ext.args import INFOTEXT_FIELDS, RestyleArgs, TrainArgs, schema
-from jojogan_ext.integration import SETTINGS
+from jojogan_ext.integration import NOTE_LABEL, SETTINGS
 
 WEBUI_URL = os.environ.get("JOJOGAN_WEBUI_URL", "").rstrip("/")
 WEBUI_LOG = os.environ.get("JOJOGAN_WEBUI_LOG", "")
