@@ -105,10 +105,10 @@ from tiny_models import write_tiny_models
 models, config = Path(sys.argv[1]), Path(sys.argv[2])
 write_tiny_models(models)
 options = json.loads(config.read_text()) if config.exists() else {}
-options |= {"jojogan_models_dir": str(models), "jojogan_detector": "retinaface_mobile0.25"}
+options |= {"jojogan_models_dir": str(models), "jojogan_detector": "retinaface_mobile0.25", "jojogan_check_detector": False}
 options["sd_model_checkpoint"] = "tiny-sd15.ckpt"  # Forge's checkpoint menu stays empty with --ckpt alone
 config.write_text(json.dumps(options, indent=4))
-print(f"tiny JoJoGAN models in {models}; {config}: jojogan_models_dir, jojogan_detector, sd_model_checkpoint set")
+print(f"tiny JoJoGAN models in {models}; {config}: jojogan_* options and sd_model_checkpoint set")
 EOF
   echo "set up $kind in $dir; start it with: $0 start $kind $dir"
 }
