@@ -20,14 +20,14 @@ from jojogan_ext.ui import TabHandlers
 from conftest import REPO
 from tiny_models import tiny_generator
 
-DETECTOR_FILE = "detection_mobilenet0.25_Final.pth"
+DETECTOR_FILE = "detection_Resnet50_Final.pth"  # no package ships it, so it is always a file to fetch
 ALL_FOR_RESTYLING = (BASE_FILE, E4E_FILE, DETECTOR_FILE)
 
 
 @pytest.fixture()
 def empty(tmp_path) -> Runtime:
     """A runtime whose models folder holds one style pack file and no model files, downloads off."""
-    return Runtime(tmp_path / "models", detector_network="retinaface_mobile0.25")
+    return Runtime(tmp_path / "models", detector_network="retinaface_resnet50")
 
 
 def listed(message: str) -> set[str]:
@@ -93,7 +93,7 @@ def test_the_cli_lists_every_missing_file(tmp_path):
     reference = tmp_path / "reference.png"
     portrait().save(reference)
     command = [sys.executable, "-m", "jojogan_ext", "--models-dir", str(tmp_path / "models"), "--device", "cpu",
-               "--detector", "retinaface_mobile0.25", "train", str(reference), "--name", "ink"]  # fmt: skip
+               "--detector", "retinaface_resnet50", "train", str(reference), "--name", "ink"]  # fmt: skip
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=300, cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}
     )
