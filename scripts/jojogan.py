@@ -107,8 +107,14 @@ def services() -> Services:
 
 
 def pack_choices() -> dict:
-    """The "Default style pack" dropdown's choices, read again whenever the settings page refreshes them."""
-    return {"choices": ["", *accordion.pack_names(services().runtime)], "allow_custom_value": True}
+    """The "Default style pack" dropdown's choices, read again whenever the settings page refreshes them.
+
+    Only `choices`: the host's 🔄 passes these to gradio 3's Dropdown.update, which takes no other dropdown
+    arguments. The current value stays a choice even when that pack is gone (gradio 4 refuses values not listed).
+    """
+    names = ["", *accordion.pack_names(services().runtime)]
+    current = option("jojogan_default_pack", "")
+    return {"choices": names if current in names else [*names, current]}
 
 
 def on_ui_settings() -> None:
