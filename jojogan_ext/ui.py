@@ -511,7 +511,7 @@ def build_tab(
             train = build_train_tab()
         with gr.Tab("Restyle", elem_id="jojogan_restyle_tab"):
             restyle = build_restyle_tab(runtime)
-        with gr.Tab("Packs", elem_id="jojogan_packs_tab"):
+        with gr.Tab("Packs", elem_id="jojogan_packs_tab") as packs_tab:
             packs = build_packs_tab(handlers)
         library = [packs["gallery"], packs["names"], packs["selected"], restyle["controls"][0]]
 
@@ -559,10 +559,14 @@ def build_tab(
         packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library]).then(
             handlers.published_table, inputs=[], outputs=[packs["published_table"]], queue=False
         )
-        # every page load shows the packs folder as it is now (packs trained or imported since the UI was built)
-        blocks.load(handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], queue=False).then(
-            handlers.show, inputs=[packs["selected"]], outputs=shown, queue=False
-        )
+        # The packs folder as it is now (packs trained or imported since the UI was built): whenever the Packs tab
+        # is opened and, on gradio 4, on every page load. Not on load under gradio 3.41: an output arriving while a
+        # file uploads can leave that upload hanging at "Uploading..." (seen on a loaded machine).
+        loads = [packs_tab.select] + ([] if gr.__version__.startswith("3.") else [blocks.load])
+        for event in loads:
+            event(handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], queue=False).then(
+                handlers.show, inputs=[packs["selected"]], outputs=shown, queue=False
+            )
     return blocks
 
 
