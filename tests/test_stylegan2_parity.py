@@ -28,9 +28,11 @@ def golden(fixtures):
 
 @pytest.fixture(scope="module", params=[None, False], ids=["device_layout", "nchw"])
 def models(golden, request):
-    """The tiny models; the discriminator in the layout the CPU picks (channels-last) and in plain NCHW."""
+    """The tiny models in the layout the CPU picks (channels-last; the generator only without gradients) and in
+    plain NCHW."""
     models = load_stylegan2(golden["folder"] / "tiny64_ckpt.pt")
     models.discriminator.channels_last = request.param
+    models.generator.channels_last = request.param
     return models
 
 
@@ -128,6 +130,22 @@ def test_per_layer_activations(golden, models):
             hook.remove()
     for name in ACTIVATION_MODULES:
         check(golden, "act_" + name.replace(".", "_"), captured[name])
+    # without gradients the CPU runs the synthesis channels-last unless told otherwise
+    layout = torch.channels_last if generator.channels_last is None else torch.contiguous_format
+    assert captured["convs.6"].is_contiguous(memory_format=layout)
+
+
+def test_generator_trains_in_nchw_on_cpu(golden):
+    """With gradients recorded the synthesis stays NCHW (channels-last measured slower backward on CPU)."""
+    generator = load_stylegan2(golden["folder"] / "tiny64_ckpt.pt").generator
+    captured = []
+    hook = generator.convs[6].register_forward_hook(lambda module, args, out: captured.append(out))
+    try:
+        generator.requires_grad_(True)
+        generator.synthesis(golden["inputs"]["wplus"]).sum().backward()
+    finally:
+        hook.remove()
+    assert captured[0].is_contiguous() and not captured[0].is_contiguous(memory_format=torch.channels_last)
 
 
 def test_conv_layout_picks_channels_last_on_cpu_only_by_default():

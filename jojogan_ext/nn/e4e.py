@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .ops import conv_layout
 from .stylegan2 import EqualLinear
 
 # IR-SE-50 body: units per stage; stage s maps width·(1, 1, 2, 4)[s] → width·(1, 2, 4, 8)[s] channels and its
@@ -121,7 +122,7 @@ class Encoder4Editing(nn.Module):
 
     def forward_features(self, x: Tensor) -> dict[str, Tensor]:
         """Body and pyramid maps for x [B,3,256,256]: c1, c2, c3 (body units 6, 20, 23), p2, p1."""
-        x = self.input_layer(x)  # [B, 64, 256, 256]
+        x = self.input_layer(conv_layout(x))  # [B, 64, 256, 256], channels-last on CPU (≈ 1.3× faster there)
         taps = {}
         for index, unit in enumerate(self.body):
             x = unit(x)
