@@ -17,6 +17,7 @@ from .common import LIBRARY_OUTPUTS, NEW_PACK_NEXT, Handlers, lossless, shows_er
 MODES = {"Swap layers by resolution": "swap", "Mix": "mix"}
 MIX_ROWS = 4  # mix sources offered at once (a recipe takes up to MAX_COMPOSE_SOURCES)
 NO_SOURCE = "(none)"
+PREVIEW_HEIGHT = 256  # px on the page
 DEFAULT_AT = 32
 DEFAULT_SIZE = 1024  # the resolutions offered when no pack records its generator's size
 
@@ -169,7 +170,12 @@ def build_compose_section(handlers: Handlers) -> dict[str, Any]:
                                 )
                             )
             preview = lossless(
-                gr.Image, label="Preview on the test face", interactive=False, elem_id="jojogan_compose_preview"
+                gr.Image,
+                label="Preview on the test face",
+                interactive=False,
+                height=PREVIEW_HEIGHT,
+                scale=2,
+                elem_id="jojogan_compose_preview",
             )
         with gr.Row():
             name = gr.Textbox(label="New pack name", elem_id="jojogan_compose_name", scale=3)

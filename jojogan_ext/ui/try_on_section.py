@@ -8,9 +8,10 @@ from PIL import Image
 from .common import Handlers, lossless, shows_errors, uploaded_image
 
 TRY_ON_HINT = (
-    "The test face is the first face of your last restyle (Restyle tab), or a photo you upload here; "
-    "each pack's rendering is kept, so browsing the packs stays instant."
+    "The selected pack on a test face: the first face of your last restyle (Restyle tab), or a photo you upload "
+    "here. Each rendering is kept, so browsing the packs stays instant."
 )
+RENDERING_HEIGHT, FACE_HEIGHT = 256, 120  # px on the page
 
 
 class TryOnHandlers(Handlers):
@@ -46,10 +47,23 @@ def build_try_on_section() -> dict[str, Any]:
         gr.Markdown(TRY_ON_HINT)
         with gr.Row():
             rendering = lossless(
-                gr.Image, label="The selected pack on it", interactive=False, elem_id="jojogan_try_on_image"
+                gr.Image,
+                label="The selected pack on the test face",
+                interactive=False,
+                height=RENDERING_HEIGHT,
+                scale=2,
+                elem_id="jojogan_try_on_image",
             )
-            face = lossless(gr.Image, label="Test face", interactive=False, elem_id="jojogan_try_on_face")
-        upload = gr.File(label="Upload a test face (a photo)", file_types=["image"], elem_id="jojogan_try_on_upload")
+            with gr.Column(scale=1, min_width=160):
+                face = lossless(
+                    gr.Image, label="Test face", interactive=False, height=FACE_HEIGHT, elem_id="jojogan_try_on_face"
+                )
+                upload = gr.File(
+                    label="Upload a test face",
+                    file_types=["image"],
+                    height=FACE_HEIGHT,
+                    elem_id="jojogan_try_on_upload",
+                )
     return {"rendering": rendering, "face": face, "upload": upload}
 
 
