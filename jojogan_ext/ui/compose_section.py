@@ -2,6 +2,7 @@
 face (the core `TryOn` and `Composer` cache what they render and load), then saved like the CLI and REST do."""
 
 import contextlib
+import inspect
 import json
 from typing import Any
 
@@ -211,7 +212,9 @@ def bind_compose_section(
     section["mode"].change(show_mode, inputs=[section["mode"]], outputs=[section["swap_box"], section["mix_box"]])
     for control in controls:
         event = control.release if isinstance(control, gr.Slider) else control.input
-        event(handlers.compose_preview, inputs=controls, outputs=preview)
+        # gradio 4 can drop the renders a newer change makes pointless (one takes seconds at 1024 on a CPU)
+        latest = {"trigger_mode": "always_last"} if "trigger_mode" in inspect.signature(event).parameters else {}
+        event(handlers.compose_preview, inputs=controls, outputs=preview, **latest)
     section["save"].click(
         handlers.compose_save, inputs=[section["name"], section["overwrite"], *controls], outputs=[status, *library]
     )
