@@ -120,12 +120,14 @@ class TryOn:
         if face is None:
             return None
         path = self.runtime.packs.existing(name)
+        stamp = file_stamp(path)
         key = ("pack", self.identity(path), face.identity)
 
         def generator() -> Generator:
-            return self.runtime.packs.load(name).generator(
-                self.runtime.base.generator, base_fingerprint=self.runtime.base_fingerprint
-            )
+            pack = self.runtime.packs.load(name)
+            if file_stamp(path) != stamp:  # replaced meanwhile: its rendering would be kept under the old tensors
+                raise JojoganError(f"The style pack '{name}' changed while it was being shown; select it again.")
+            return pack.generator(self.runtime.base.generator, base_fingerprint=self.runtime.base_fingerprint)
 
         return self._cached(key, generator, face)
 

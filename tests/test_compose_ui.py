@@ -82,6 +82,8 @@ def test_the_preview_renders_the_composition_once_on_the_average_face_then_on_th
     [
         (swap("base", None), "Choose the low and the high source of the swap"),
         (swap("base", "nope"), "no style pack named 'nope'"),
+        (swap("base", "ink", None), "Choose the swap resolution R"),
+        (swap("base", "ink", "12"), "Invalid SwapRecipe"),
         (swap("base", "ink", "128"), "The swap resolution 128 is above the generator's 64 px; choose 4 … 64."),
         (swap("base", "other"), "other.safetensors was trained on another base generator"),
         (mix(), "Choose at least one source to mix"),

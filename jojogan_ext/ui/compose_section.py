@@ -49,12 +49,18 @@ def resolution_choices(infos: list[PackInfo]) -> list[str]:
 class ComposeHandlers(Handlers):
     """Preview and save a composition; refresh its source lists when the library changes."""
 
-    def compose_recipe(self, mode: str | None, low: str | None, high: str | None, at: Any, transition: Any, *mix: Any):
+    def compose_recipe(
+        self, mode: str | None, low: str | None, high: str | None, at: Any, transition: Any, *mix: Any
+    ) -> Recipe:
         """The recipe the controls describe: (mode, low, high, R, T, source 1…n, weight 1…n); a sentence when
         something is missing."""
-        if MODES.get(mode or "") == "swap":
+        if mode not in MODES:
+            raise JojoganError(f"Choose how to compose: {' or '.join(MODES)}.")
+        if MODES[mode] == "swap":
             if not low or not high:
                 raise JojoganError("Choose the low and the high source of the swap ('base' or a pack).")
+            if not str(at).isdigit():
+                raise JojoganError("Choose the swap resolution R (4, 8, … up to the generator's size).")
             return parse_recipe({"mode": "swap", "low": low, "high": high, "at": int(at), "transition": transition})
         sources, weights = mix[:MIX_ROWS], mix[MIX_ROWS:]
         chosen: dict[str, float] = {}
@@ -71,7 +77,7 @@ class ComposeHandlers(Handlers):
     @shows_errors(outputs=2, cleared=(None,))
     def compose_preview(self, *controls: Any) -> tuple[str, Image.Image]:
         """The composition rendered on the test face (or the average face), from the caches when it was before."""
-        recipe: Recipe = self.compose_recipe(*controls)
+        recipe = self.compose_recipe(*controls)
         face = self.try_on.face
         with self.exclusive():
             image = self.try_on.recipe(recipe)
@@ -95,7 +101,9 @@ class ComposeHandlers(Handlers):
         message = f"Saved the composition as style pack '{path.stem}'. {NEW_PACK_NEXT}"
         return (message, *self.library(path.stem, restyle_with_it=True))
 
-    def compose_sources(self, low: str | None, high: str | None, at: str | None, *mix_sources: str | None):
+    def compose_sources(
+        self, low: str | None, high: str | None, at: str | None, *mix_sources: str | None
+    ) -> tuple[Any, ...]:
         """The source and resolution lists as the library is now; choices that are gone are cleared."""
         infos = self.runtime.packs.list()
         sources, levels = source_choices(infos), resolution_choices(infos)
