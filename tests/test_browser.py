@@ -214,4 +214,9 @@ def test_try_on_and_compose_a_pack_in_the_browser(browser, tiny_runtime, fixture
         wait_for_status(page, "jojogan_packs_status", "Saved the composition as style pack 'calm face'.")
         page.wait_for_selector("#jojogan_pack_gallery >> text=calm face")
         wait_for_card(page, "calm face.safetensors")  # the new pack is selected and shown
+
+        page.click("#jojogan_compose_mode label:has-text('Mix')")  # the mix rows replace the swap's controls
+        page.wait_for_selector("#jojogan_compose_source_1", state="visible")
+        page.wait_for_selector("#jojogan_compose_low", state="hidden")
+        assert wait_for_status(page, "jojogan_packs_status", "Mix of").startswith("Preview: Mix of base 50%, bold 50%.")
     assert read_pack_metadata(tiny_runtime.packs.existing("calm face"))["jojogan.source"] == "composed"
