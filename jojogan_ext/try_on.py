@@ -101,7 +101,6 @@ class TryOn:
             self._uploaded = None
             return self.face
         self.runtime.require_models()  # the detector and e4e: every missing file named at once
-
         rgb = to_rgb(photo)
 
         def aligned() -> Image.Image:
