@@ -1,4 +1,4 @@
-"""Take the README's screenshots of the standalone app (Train while running, Restyle, Packs with a card).
+"""Take the README's screenshots of the standalone app (Train while running, Restyle, Packs with a card, Compose).
 
 Runs the app on 127.0.0.1 with the tests' tiny models (random weights: the pictures are noise, the UI is real)
 and drives Debian's `chromium` headless with playwright (`playwright install` is never needed). Re-run it after
@@ -38,13 +38,16 @@ def wait_for(page, selector: str, text: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while text not in page.input_value(selector):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{text!r} did not appear in {selector}")
+            raise TimeoutError(f"{text!r} did not appear in {selector}; it says {page.input_value(selector)!r}")
         time.sleep(0.2)
 
 
-def save(page, path: Path) -> None:
-    """A full-page screenshot as a palette PNG under MAX_BYTES."""
-    page.screenshot(path=str(path), full_page=True)
+def save(page, path: Path, selector: str | None = None) -> None:
+    """A full-page screenshot (or one element's) as a palette PNG under MAX_BYTES."""
+    if selector is None:
+        page.screenshot(path=str(path), full_page=True)
+    else:
+        page.locator(selector).screenshot(path=str(path))
     Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
     size = path.stat().st_size
     print(f"{path}: {size / 1000:.0f} kB")
@@ -63,7 +66,7 @@ def main() -> None:
     models = Path(tempfile.mkdtemp(prefix="jojogan-shots-"))
     write_tiny_models(models)
     (models / "styles").mkdir()
-    runtime = Runtime(models, detector_network="retinaface_mobile0.25")
+    runtime = Runtime(models, detector_network="retinaface_mobile0.25", verify_detector=False)  # random weights
     options.out.mkdir(parents=True, exist_ok=True)
     with served(create_app(runtime)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(options.chromium), args=CHROMIUM_ARGS)
@@ -100,7 +103,19 @@ def main() -> None:
         page.reload(wait_until="domcontentloaded")
         page.click("button:has-text('Packs')")
         page.wait_for_selector("#jojogan_pack_card >> text=Ink portraits")
+        page.wait_for_selector("#jojogan_try_on_image img")  # the pack on the restyled face
         save(page, options.out / "packs.png")
+
+        page.click("#jojogan_compose button, #jojogan_compose .label-wrap")  # open "Compose a new pack"
+        for elem_id, value in [("jojogan_compose_high", "ink"), ("jojogan_compose_at", "16")]:
+            field = page.locator(f"#{elem_id} input")  # type to filter, Enter: as a user picks an option
+            field.click()
+            field.fill(value)
+            field.press("Enter")
+        wait_for(page, "#jojogan_packs_status textarea", "Preview:")
+        page.wait_for_selector("#jojogan_compose_preview img")
+        page.fill("#jojogan_compose_name textarea", "ink face")
+        save(page, options.out / "compose.png", "#jojogan_compose")
         browser.close()
 
 

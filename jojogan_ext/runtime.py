@@ -228,10 +228,12 @@ class Runtime:
         overwrite: bool = False,
         dtype: str = "float16",
         test_face: Image.Image | None = None,
+        test_latent: Tensor | None = None,
     ) -> Path:
         """Save the composition `recipe` as the pack `name`, its preview the test face (or the average face).
 
-        Every check (name, sources, recipe, fit, the test face's face) comes before the composition itself.
+        `test_latent` (a test face already inverted, [1, n_latent, style_dim]) stands for `test_face`. Every check
+        (name, sources, recipe, fit, the test face's face) comes before the composition itself.
         """
         target = self.packs.new_path(name, overwrite=overwrite)
         files = self.composer.pack_files(recipe)
@@ -241,7 +243,7 @@ class Runtime:
             self.make_room(COMPOSE_GPU_BYTES)
         self.composer.weights(recipe)  # loads the base (a missing base file is named)
         self.composer.sources(files)  # loads (and caches) every pack and checks it against the base
-        latent = self.test_face_latent(test_face) if test_face is not None else None
+        latent = self.test_face_latent(test_face) if test_face is not None else test_latent
         with large_buffers_reused(self.device):  # the preview's 1024 px activations reuse their buffers
             pack = self.composer.compose_pack(
                 recipe,

@@ -34,3 +34,9 @@ def test_bench_compose_prints_one_json_line():
     assert report["benchmark"] == "compose_pack" and report["size"] == 32
     assert report["seconds_swap"] > 0 and report["seconds_mix"] > 0 and report["peak_added_mb"] >= 0
     assert set(report["swap_stages_s"]) == {"read_and_check", "hash", "blend", "preview"}
+
+
+def test_bench_try_on_prints_one_json_line():
+    report = run_benchmark("bench_try_on", "--size", "32")
+    assert report["benchmark"] == "try_on" and report["size"] == 32
+    assert report["renders"] == 3 and report["preview_first_recipe"] > 0 and report["try_on_second_visit"] >= 0

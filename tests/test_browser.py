@@ -106,7 +106,8 @@ def test_train_a_style_in_the_browser(browser, tiny_runtime, fixtures, tmp_path)
 
 
 def page_width(page) -> int:
-    return page.evaluate("document.documentElement.scrollWidth")
+    """How wide the page scrolls (more than the window: a horizontal scroll bar)."""
+    return page.evaluate("document.scrollingElement.scrollWidth")
 
 
 def card_text(page) -> str:
@@ -168,3 +169,54 @@ def test_checkbox_hints_sit_below_and_the_refresh_button_is_small(browser, tiny_
         page.click("button:has-text('Restyle')")
         refresh = page.locator("#jojogan_restyle_pack_refresh").bounding_box()
         assert refresh["width"] <= 48 and refresh["height"] <= 48
+
+
+def choose(page, elem_id: str, value: str) -> None:
+    """Pick a dropdown option as a user does (type to filter, Enter): gradio 3.41 and 4.x alike."""
+    field = page.locator(f"#{elem_id} input")
+    field.click()
+    field.fill(value)
+    field.press("Enter")
+
+
+def test_try_on_and_compose_a_pack_in_the_browser(browser, tiny_runtime, fixtures, tmp_path):
+    save_styled_pack(tiny_runtime, "bold")
+    save_styled_pack(tiny_runtime, "calm")
+    with served(create_app(tiny_runtime)) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url, wait_until="domcontentloaded")
+        page.click("button:has-text('Restyle')")  # its first face becomes the Packs tab's test face
+        page.set_input_files("#jojogan_restyle_image input[type=file]", str(fixtures / "align" / "astronaut.png"))
+        page.wait_for_selector("#jojogan_restyle_image a[download='astronaut.png']")
+        page.fill("#jojogan_restyle_confidence input[type=number]", "0.05")  # random detector weights: low scores
+        page.press("#jojogan_restyle_confidence input[type=number]", "Tab")
+        choose(page, "jojogan_restyle_pack", "bold")
+        page.click("#jojogan_restyle_button")
+        wait_for_status(page, "jojogan_restyle_status", "Restyled")
+
+        page.click("button:has-text('Packs')")
+        wait_for_card(page, "Bold")
+        page.wait_for_selector("#jojogan_try_on_face img")  # the restyled face, and the selected pack on it
+        page.wait_for_selector("#jojogan_try_on_image img")
+        page.click("#jojogan_compose button, #jojogan_compose .label-wrap")  # open "Compose a new pack"
+        choose(page, "jojogan_compose_high", "calm")
+        status = wait_for_status(page, "jojogan_packs_status", "Preview:")
+        assert status == (
+            "Preview: Layers up to 32 px from base, above from calm. Shown on the first face of your last restyle."
+        )
+        page.wait_for_selector("#jojogan_compose_preview img")
+        assert page_width(page) <= 1280
+        save_screenshot(page, tmp_path, "packs_compose.png")
+
+        page.fill("#jojogan_compose_name textarea", "calm face")
+        page.click("#jojogan_compose_save")
+        wait_for_status(page, "jojogan_packs_status", "Saved the composition as style pack 'calm face'.")
+        page.wait_for_selector("#jojogan_pack_gallery >> text=calm face")
+        wait_for_card(page, "calm face.safetensors")  # the new pack is selected and shown
+
+        page.click("#jojogan_compose_mode label:has-text('Mix')")  # the mix rows replace the swap's controls
+        page.wait_for_selector("#jojogan_compose_source_1", state="visible")
+        page.wait_for_selector("#jojogan_compose_low", state="hidden")
+        assert wait_for_status(page, "jojogan_packs_status", "Mix of").startswith("Preview: Mix of base 50%, bold 50%.")
+    assert read_pack_metadata(tiny_runtime.packs.existing("calm face"))["jojogan.source"] == "composed"

@@ -13,9 +13,11 @@ from .. import weights
 from ..jobs import TrainingJobs
 from ..runtime import Runtime
 from .common import Exclusive, enable_queue, failure_message, uploaded_path
+from .compose_section import ComposeHandlers, bind_compose_section
 from .packs_tab import PackHandlers, build_packs_tab
 from .restyle_tab import RestyleHandlers, build_restyle_tab
 from .train_tab import TRAIN_FIELDS, TrainHandlers, build_train_tab, train_values
+from .try_on_section import TryOnHandlers, bind_try_on_section
 
 __all__ = [
     "TRAIN_FIELDS",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class TabHandlers(TrainHandlers, RestyleHandlers, PackHandlers):
+class TabHandlers(TrainHandlers, RestyleHandlers, PackHandlers, TryOnHandlers, ComposeHandlers):
     """What the JoJoGAN tab's buttons do, callable without a browser; each returns its outputs in order."""
 
 
@@ -99,6 +101,10 @@ def build_tab(
         packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library]).then(
             handlers.published_table, inputs=[], outputs=[packs["published_table"]], queue=False
         )
+        bind_try_on_section(handlers, packs["try_on"], status, packs["selected"])
+        bind_compose_section(handlers, packs["compose"], status, packs["selected"], library)
+        compose_sources = packs["compose"]["sources"]
+        tried_on = [status, packs["try_on"]["face"], packs["try_on"]["rendering"]]
         # The packs folder as it is now (packs trained or imported since the UI was built): whenever the Packs tab
         # is opened and, on gradio 4, on every page load. Not on load under gradio 3.41: an output arriving while a
         # file uploads can leave that upload hanging at "Uploading..." (seen on a loaded machine).
@@ -106,5 +112,7 @@ def build_tab(
         for event in loads:
             event(handlers.refresh, inputs=[packs["selected"]], outputs=[status, *library], queue=False).then(
                 handlers.show, inputs=[packs["selected"]], outputs=shown, queue=False
+            ).then(handlers.compose_sources, inputs=compose_sources, outputs=compose_sources, queue=False).then(
+                handlers.try_on_show, inputs=[packs["selected"]], outputs=tried_on
             )
     return blocks

@@ -25,6 +25,7 @@ from ..jobs import TrainingJobs
 from ..packs import PackInfo, thumbnail_image
 from ..restyle import Restyler
 from ..runtime import Runtime
+from ..try_on import TryOn
 
 # what a new pack (trained, imported or downloaded) is good for next
 NEW_PACK_NEXT = "It is chosen in the Restyle tab: upload a picture there to try it."
@@ -146,6 +147,7 @@ class Handlers:
         self.runtime, self.jobs, self.exclusive = runtime, jobs, exclusive
         self.catalog, self.poll_seconds = catalog, poll_seconds
         self.restyler = Restyler(runtime)
+        self.try_on = TryOn(runtime)  # the test face and each pack's rendering of it (Packs tab)
         self._download_dir: Path | None = None
 
     def library(self, selected: str | None = None, restyle_with_it: bool = False) -> tuple[Any, ...]:

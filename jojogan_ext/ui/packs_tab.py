@@ -17,6 +17,8 @@ from ..pack_card import empty_card_html, image_data_uri, pack_card_html
 from ..packs import DETAIL_KEYS, PackInfo, thumbnail_image, update_pack_details
 from ..style_gallery import PublishedStyle, gallery_html, published_styles, resolve
 from .common import LIBRARY_OUTPUTS, NEW_PACK_NEXT, WORK_FAILURES, Handlers, lossless, shows_errors, uploaded_path
+from .compose_section import build_compose_section
+from .try_on_section import build_try_on_section
 
 # the pack details the Packs tab edits (PackDetails fields), with their labels and text box heights
 DETAIL_LABELS = {"title": "Title", "author": "Author", "description": "Description", "license": "Licence"}
@@ -199,6 +201,7 @@ def build_packs_tab(handlers: PackHandlers) -> dict[str, Any]:
         with gr.Column(scale=2, min_width=320):
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="jojogan_packs_status")
             card = gr.HTML(value=card_html, elem_id="jojogan_pack_card")
+            try_on = build_try_on_section()
             with gr.Accordion("Edit the details", open=False, elem_id="jojogan_pack_details"):
                 edits = [
                     gr.Textbox(value=value, label=DETAIL_LABELS[key], lines=lines, elem_id=f"jojogan_pack_{key}")
@@ -212,6 +215,7 @@ def build_packs_tab(handlers: PackHandlers) -> dict[str, Any]:
             with gr.Row():
                 new_name = gr.Textbox(label="New name", elem_id="jojogan_pack_new_name", scale=3)
                 rename = gr.Button("Rename", elem_id="jojogan_pack_rename", scale=1)
+            compose = build_compose_section(handlers)
             with gr.Accordion("Import a style pack or a JoJoGAN .pt", open=False):
                 upload = gr.File(
                     label="Style pack (.safetensors) or JoJoGAN style (.pt)",
@@ -254,4 +258,6 @@ def build_packs_tab(handlers: PackHandlers) -> dict[str, Any]:
         "published": published,
         "published_table": published_table,
         "fetch": fetch,
+        "try_on": try_on,
+        "compose": compose,
     }

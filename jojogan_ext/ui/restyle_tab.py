@@ -27,6 +27,8 @@ class RestyleHandlers(Handlers):
         picture = uploaded_image(image, self.runtime.image_limits)
         with self.exclusive():
             result = self.restyler.restyle(picture, args)
+        if result.faces:  # the Packs tab tries each pack on this face
+            self.try_on.remember_restyled(result.faces[0].aligned)
         crops = []
         for face in result.faces:
             crops += [(face.aligned, f"face {face.index}: aligned"), (face.stylized, f"face {face.index}: restyled")]

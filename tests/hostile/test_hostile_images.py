@@ -113,6 +113,8 @@ def test_ui_handlers_show_a_sentence(runtime, handlers, cases, portrait):
             assert_ui_refused(status, f"Reference 2 ({case.path.name})", case.reason)
             status, _ = handlers.prepare([str(portrait)], str(case.path), True)
             assert_ui_refused(status, "The test face", case.reason)
+            status, *_ = handlers.try_on_upload(str(case.path), "keep")  # the Packs tab's test face
+            assert_ui_refused(status, "The test face", case.reason)
             updates = list(handlers.train([str(case.path)], None, False, "never", True, 0, 1, 1.0, False, "discriminator",
                                           0.0, 0.002, -1))  # fmt: skip
             assert len(updates) == 1
