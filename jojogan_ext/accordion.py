@@ -14,12 +14,14 @@ import gradio as gr
 from .args import (
     BASE_SOURCE,
     INFOTEXT_FIELDS,
+    NO_SWAP,
     RestyleArgs,
     field_info,
     format_face_packs,
     from_infotext,
     parse_face_packs,
     schema,
+    swap_resolution,
 )
 from .controls import checkbox, label, property_type, slider, whole_numbers
 from .errors import JojoganError
@@ -49,7 +51,6 @@ PAIRED_FIELDS = (
     ("swap_at", "swap_into"),
 )
 TEXT_FIELDS = {"face_indices": "all", "face_packs": "e.g. 1=ink, 3=sketch"}  # field → placeholder
-NO_SWAP = "off"  # the swap resolution dropdown's "no layer swap" (its values are text: the host pastes text)
 
 
 def pack_names(runtime: Runtime) -> list[str]:
@@ -164,13 +165,10 @@ def parse_face_pack_text(value: Any) -> dict[int, str]:
 
 def parse_swap_at(value: Any) -> int | None:
     """The swap resolution dropdown's text ('off', '64') → None or 64; a number passes through."""
-    if value is None or (isinstance(value, str) and value.strip() in ("", NO_SWAP)):
-        return None
-    if isinstance(value, str):
-        if not value.strip().isdigit():
-            raise JojoganError(f"Swap resolution '{value}' is not a resolution; choose {NO_SWAP}, 4, 8, … 1024.")
-        return int(value)
-    return value
+    try:
+        return swap_resolution(value)
+    except ValueError as error:
+        raise JojoganError(f"Swap resolution {error}; choose {NO_SWAP}, 4, 8, … 1024.") from None
 
 
 def restyle_values(values: Sequence[Any], fields: Sequence[str] = ACCORDION_FIELDS) -> dict[str, Any]:

@@ -168,6 +168,21 @@ class PackDetails(StrictModel):
 # Composition (issue 16): the base model's source name, and the resolutions a layer swap may happen at
 BASE_SOURCE = "base"
 SwapResolution = Literal[4, 8, 16, 32, 64, 128, 256, 512, 1024]
+NO_SWAP = "off"  # how the UI and the X/Y/Z plot write "no layer swap" (swap_at None)
+
+
+def swap_resolution(value: Any) -> int | None:
+    """A swap resolution as the UI or an X/Y/Z axis writes it ('off', '', '64', 64) → None or 64 (ValueError);
+    the args model checks that it is one of the resolutions."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", NO_SWAP)):
+        return None
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"'{value}' is not a resolution")
+        return int(value)
+    return value
+
+
 # Faces per image, and how many of them may get a pack of their own (issue 16)
 MAX_FACES = 64
 MAX_FACE_PACKS = 16
