@@ -214,21 +214,22 @@ class RestyleArgs(StrictModel):
     )
     swap_at: SwapResolution | None = Field(
         None,
-        description="Layer swap: the pack's layers only above this resolution, those up to it from `swap_into`; "
-        "empty = no swap (the whole pack).",
+        description="Layer swap: the pack gives only the layers above this resolution, 'swap into' those up to it; "
+        "empty (off) = the whole pack.",
     )
     swap_into: str = Field(
         BASE_SOURCE,
         min_length=1,
         max_length=200,
-        description="The pack that keeps its layers up to `swap_at` ('base' = the base model).",
+        description="Where the layers up to the swap resolution come from: another pack, or 'base' (the base model).",
     )
     face_indices: list[NonNegativeInt] | None = Field(
         None, description="Which faces to restyle (0 = largest); empty = all."
     )
     face_packs: dict[int, FacePackName] = Field(
         default_factory=dict,
-        description="Another pack for some faces: face number (0 = largest) → pack name; the other faces use `pack`.",
+        description="A pack of their own for some faces, by face number (0 = largest); "
+        "the other faces use the style pack.",
         **_schema_extra({"maxProperties": MAX_FACE_PACKS}),
     )
     max_faces: int = Field(8, ge=1, le=MAX_FACES, description="At most this many faces per image.")
