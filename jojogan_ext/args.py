@@ -342,12 +342,24 @@ _MESSAGES = {
 }
 
 
+# number bounds: the words, pydantic 1's and 2's error types, pydantic 2's `ctx` key (pydantic 1: limit_value)
+_NUMBER_BOUNDS = (
+    ("at most", ("not_le", "less_than_equal"), "le"),
+    ("at least", ("not_ge", "greater_than_equal"), "ge"),
+    ("below", ("not_lt", "less_than"), "lt"),
+    ("above", ("not_gt", "greater_than"), "gt"),
+)
+
+
 def _bound_message(kind: str, context: dict[str, Any]) -> str | None:
-    """Text-length and choice errors in one wording (pydantic 1 and 2 put their limits in different `ctx` keys)."""
+    """Bound, text-length and choice errors in one wording (pydantic 1 and 2 keep their limits in other `ctx` keys)."""
     if kind in ("min_length", "string_too_short", "max_length", "string_too_long"):
         least = kind in ("min_length", "string_too_short")
         limit = context.get("limit_value", context.get("min_length" if least else "max_length"))
         return f"must be at {'least' if least else 'most'} {limit} character{'s' if limit != 1 else ''} long"
+    for words, kinds, key in _NUMBER_BOUNDS:
+        if kind in kinds:
+            return f"must be {words} {context.get('limit_value', context.get(key))}"
     if kind in ("const", "literal_error"):
         permitted = context.get("permitted")
         if permitted is not None:  # pydantic 1: the values; pydantic 2 words them as "4, 8 or 16" itself

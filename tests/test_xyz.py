@@ -147,7 +147,7 @@ def test_bad_values_stop_the_grid_before_its_first_image(registered, tiny_runtim
     cases = [
         (pack, "", ["ink", "gone"], "JoJoGAN pack 'gone': There is no style pack named 'gone'"),
         (pack, "", [""], "JoJoGAN pack: an empty value is not a style pack"),
-        (strength, "0.5, 2", [], "JoJoGAN strength 2.0: Invalid RestyleArgs: strength:"),
+        (strength, "0.5, 2", [], r"JoJoGAN strength 2\.0: Invalid RestyleArgs: strength: must be at most 1\.0\.$"),
         (swap, "", ["16", "48"], "JoJoGAN swap resolution '48': Invalid RestyleArgs: swap_at: must be 4, 8,"),
         (swap, "", ["big"], "JoJoGAN swap resolution: 'big' is not a resolution; use off, 4, 8"),
     ]
