@@ -484,3 +484,39 @@ def test_xyz_plot_grid_of_packs_by_strengths(client, pack, second_pack):
         assert expected["faces"], expected["message"]
         assert np.array_equal(pixels(image), pixels(expected["image"])), (name, strength)
         assert f"JoJoGAN pack: {name}, JoJoGAN strength: {strength}" in text, text
+
+
+def test_xyz_plot_swap_resolution_axis(client, pack, second_pack):
+    """The swap axis: 'off' is the whole pack, 8 takes the layers up to 8 px from the accordion's 'swap into'."""
+    swap_axis = xyz_axis_index(client, "JoJoGAN swap resolution")
+    script_args = [
+        swap_axis,
+        "",
+        ["off", "8"],
+        0,
+        "",
+        [],
+        0,
+        "",
+        [],
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        0,
+        False,
+    ]
+    accordion = {"JoJoGAN": {"args": [{"pack": pack, "swap_into": second_pack, **FIND_FACES}]}}
+    response = txt2img(client, accordion, script_name="x/y/z plot", script_args=script_args)
+    assert response.status_code == 200, response.text
+    body, plain = response.json(), txt2img(client).json()["images"][0]
+    texts = json.loads(body["info"])["infotexts"][1:]
+    for swap_at, image, text in zip((None, 8), body["images"][1:], texts, strict=True):
+        args = {"pack": pack, "swap_at": swap_at, "swap_into": second_pack, **FIND_FACES}
+        expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": args}).json()
+        assert np.array_equal(pixels(image), pixels(expected["image"])), swap_at
+        assert ("JoJoGAN swap resolution: 8" in text) == (swap_at == 8), text
+    assert not np.array_equal(pixels(body["images"][1]), pixels(body["images"][2]))
