@@ -90,7 +90,7 @@ def pack_dropdown(
 
 
 def restyle_control(runtime: Runtime, name: str, elem_prefix: str, pack: str = "") -> gr.components.Component:
-    """One RestyleArgs control: pack dropdown, face list or per-face packs textbox, swap dropdowns, checkbox or slider."""
+    """One RestyleArgs control: pack dropdown, faces or face packs textbox, swap dropdowns, checkbox or slider."""
     elem_id = f"{elem_prefix}_{name}"
     if name == "pack":
         return pack_dropdown(runtime, elem_id, pack)

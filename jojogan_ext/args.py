@@ -258,7 +258,7 @@ class RestyleArgs(StrictModel):
         return self.face_packs.get(face_index, self.pack)
 
     def packs_used(self) -> list[str]:
-        """Every pack these arguments name (`pack`, the per-face packs, a swap's `swap_into`), each once, `pack` first."""
+        """Every pack these arguments name (`pack`, each face's, a swap's `swap_into`), each once, `pack` first."""
         names = [self.pack, *self.face_packs.values(), self.swap_into if self.swap_at is not None else BASE_SOURCE]
         return [name for name in dict.fromkeys(names) if name and name != BASE_SOURCE]
 
