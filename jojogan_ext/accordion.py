@@ -11,7 +11,18 @@ from typing import Any
 
 import gradio as gr
 
-from .args import INFOTEXT_FIELDS, RestyleArgs, field_info, from_infotext
+from .args import (
+    BASE_SOURCE,
+    INFOTEXT_FIELDS,
+    NO_SWAP,
+    RestyleArgs,
+    field_info,
+    format_face_packs,
+    from_infotext,
+    parse_face_packs,
+    schema,
+    swap_resolution,
+)
 from .controls import checkbox, label, property_type, slider, whole_numbers
 from .errors import JojoganError
 from .runtime import Runtime
@@ -27,9 +38,19 @@ ACCORDION_FIELDS = (
     "min_face_size",
     "feather",
     "color_match",
+    "face_packs",
+    "swap_at",
+    "swap_into",
 )
-# Controls placed side by side, two to a row, below pack and strength.
-PAIRED_FIELDS = (("face_indices", "max_faces"), ("confidence", "min_face_size"), ("feather", "color_match"))
+# Rows of controls (two side by side, or one across) below pack and strength.
+PAIRED_FIELDS = (
+    ("face_indices", "max_faces"),
+    ("confidence", "min_face_size"),
+    ("feather", "color_match"),
+    ("face_packs",),
+    ("swap_at", "swap_into"),
+)
+TEXT_FIELDS = {"face_indices": "all", "face_packs": "e.g. 1=ink, 3=sketch"}  # field → placeholder
 
 
 def pack_names(runtime: Runtime) -> list[str]:
@@ -37,39 +58,53 @@ def pack_names(runtime: Runtime) -> list[str]:
     return [info.name for info in runtime.packs.list()]
 
 
-def pack_dropdown(runtime: Runtime, elem_id: str, value: str = "") -> gr.Dropdown:
-    """A style pack dropdown with a refresh button beside it (created in the current layout).
+def pack_dropdown(
+    runtime: Runtime, elem_id: str, value: str = "", field: str = "pack", first: tuple[str, ...] = ()
+) -> gr.Dropdown:
+    """A style pack dropdown for `field` (the packs after the `first` choices) with a refresh button beside it.
 
     Its value is always a string ("" = none chosen), never None: the host converts pasted values with
     `type(component.value)`, which would turn every pack name into None.
     """
-    names = pack_names(runtime)
+
+    def choices() -> list[str]:
+        return [*first, *pack_names(runtime)]
+
+    names = choices()
     with gr.Row():
         dropdown = gr.Dropdown(
             choices=names,
             value=value or (names[0] if names else ""),
-            label=label("pack"),
-            info=field_info(RestyleArgs, "pack")["description"],
+            label=label(field),
+            info=field_info(RestyleArgs, field)["description"],
             allow_custom_value=True,  # a pasted or saved pack name is kept even before the list is refreshed
             elem_id=elem_id,
             scale=8,
         )
         # the host's small tool button (its `tool` class; the standalone app's style.css gives the same look)
         refresh = gr.Button("🔄", size="sm", scale=0, min_width=40, elem_classes=["tool"], elem_id=f"{elem_id}_refresh")
-    refresh.click(lambda: gr.update(choices=pack_names(runtime)), inputs=[], outputs=[dropdown])
+    refresh.click(lambda: gr.update(choices=choices()), inputs=[], outputs=[dropdown])
     # the host builds this once at start-up: opening the list re-reads the packs folder (packs trained since)
-    dropdown.focus(lambda: gr.update(choices=pack_names(runtime)), inputs=[], outputs=[dropdown], queue=False)
+    dropdown.focus(lambda: gr.update(choices=choices()), inputs=[], outputs=[dropdown], queue=False)
     return dropdown
 
 
 def restyle_control(runtime: Runtime, name: str, elem_prefix: str, pack: str = "") -> gr.components.Component:
-    """One RestyleArgs control: pack dropdown, face list textbox, checkbox or slider."""
+    """One RestyleArgs control: pack dropdown, faces or face packs textbox, swap dropdowns, checkbox or slider."""
     elem_id = f"{elem_prefix}_{name}"
     if name == "pack":
         return pack_dropdown(runtime, elem_id, pack)
-    if name == "face_indices":
+    if name == "swap_into":
+        return pack_dropdown(runtime, elem_id, BASE_SOURCE, field=name, first=(BASE_SOURCE,))
+    if name == "swap_at":
         info = field_info(RestyleArgs, name)
-        return gr.Textbox(value="", label=label(name), info=info["description"], placeholder="all", elem_id=elem_id)
+        choices = [NO_SWAP, *(str(value) for value in schema(RestyleArgs)["properties"][name]["enum"])]
+        return gr.Dropdown(choices=choices, value=NO_SWAP, label=label(name), info=info["description"], elem_id=elem_id)
+    if name in TEXT_FIELDS:
+        info = field_info(RestyleArgs, name)
+        return gr.Textbox(
+            value="", label=label(name), info=info["description"], placeholder=TEXT_FIELDS[name], elem_id=elem_id
+        )
     if property_type(RestyleArgs, name) == "boolean":
         return checkbox(RestyleArgs, name, elem_id)
     return slider(RestyleArgs, name, elem_id)
@@ -118,6 +153,24 @@ def parse_face_indices(value: Any) -> list[int] | None:
     raise JojoganError(f"Faces must be a list of face numbers, not {value!r}.")
 
 
+def parse_face_pack_text(value: Any) -> dict[int, str]:
+    """'1=ink, 3=sketch' (or a dict) → {1: 'ink', 3: 'sketch'}; empty → {}; anything else → JojoganError."""
+    if value is None or isinstance(value, dict):
+        return dict(value or {})
+    try:
+        return parse_face_packs(value)
+    except ValueError as error:
+        raise JojoganError(f"Face packs: {error}; write them like 1=ink, 3=sketch (0 = largest).") from None
+
+
+def parse_swap_at(value: Any) -> int | None:
+    """The swap resolution dropdown's text ('off', '64') → None or 64; a number passes through."""
+    try:
+        return swap_resolution(value)
+    except ValueError as error:
+        raise JojoganError(f"Swap resolution {error}; choose {NO_SWAP}, 4, 8, … 1024.") from None
+
+
 def restyle_values(values: Sequence[Any], fields: Sequence[str] = ACCORDION_FIELDS) -> dict[str, Any]:
     """Control values (in `fields` order) → a RestyleArgs dict; None leaves a field at its default.
 
@@ -128,6 +181,10 @@ def restyle_values(values: Sequence[Any], fields: Sequence[str] = ACCORDION_FIEL
     for name, value in zip(fields, values, strict=False):
         if name == "face_indices":
             data[name] = parse_face_indices(value)
+        elif name == "face_packs":
+            data[name] = parse_face_pack_text(value)
+        elif name == "swap_at":
+            data[name] = parse_swap_at(value)
         elif value is not None:
             data[name] = value
     if "enabled" in fields:
@@ -171,6 +228,10 @@ def paste_fields(
                 return None
             if field == "face_indices":
                 return ", ".join(str(index) for index in values[field] or [])
+            if field == "face_packs":
+                return format_face_packs(values[field])
+            if field == "swap_at":
+                return NO_SWAP if values[field] is None else str(values[field])
             return values[field]
 
         return read

@@ -471,8 +471,8 @@ def create_router(
                         "faces": [],
                         "message": "Restyling is disabled (enabled=false).",
                     }
-                if body.args.pack:
-                    existing_pack(body.args.pack)
+                for name in body.args.packs_used():  # the pack, each face's own, the swap's: 404 before any work
+                    existing_pack(name)
                 with exclusive():
                     result = restyler.restyle(image, body.args)
             faces = [

@@ -10,7 +10,7 @@ import typing
 from typing import Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, Field, NonNegativeInt, confloat
+from pydantic import BaseModel, Field, NonNegativeInt, confloat, constr
 
 from .errors import JojoganError
 
@@ -23,6 +23,7 @@ _KIND_WORDS = {
     "bool": "true or false",
     "int_list": "a list of whole numbers",
     "float_dict": "an object of numbers",
+    "text_by_number": "an object of texts by whole numbers",
 }
 
 
@@ -39,7 +40,9 @@ def _kind(annotation: Any) -> tuple[str | None, bool]:
         whole = all(isinstance(value, int) and not isinstance(value, bool) for value in values)
         return ("int" if whole else "str"), optional
     if typing.get_origin(annotation) is dict:
-        return ("float_dict" if _kind(typing.get_args(annotation)[1])[0] == "float" else None), optional
+        key, value = (_kind(arg)[0] for arg in typing.get_args(annotation))
+        kinds = {("str", "float"): "float_dict", ("int", "str"): "text_by_number"}
+        return kinds.get((key, value)), optional
     if typing.get_origin(annotation) is list:
         (item,) = typing.get_args(annotation)
         return ("int_list" if _kind(item)[0] == "int" else None), optional
@@ -64,7 +67,16 @@ def _strict_value(kind: str, value: Any) -> Any:
         return [_strict_value("int", item) for item in value]
     if kind == "float_dict" and isinstance(value, dict):
         return {key: _strict_value("float", item) for key, item in value.items()}
+    if kind == "text_by_number" and isinstance(value, dict):  # JSON keys are text: "2" → 2, "2.5" is refused
+        return {_whole_number_key(key): _strict_value("str", item) for key, item in value.items()}
     raise ValueError(f"must be {_KIND_WORDS[kind]}, not {value!r:.40}")
+
+
+def _whole_number_key(key: Any) -> int:
+    """A dict key as a whole number: 2, or the JSON key "2"."""
+    if isinstance(key, str) and key.strip().isdigit():
+        return int(key)
+    return _strict_value("int", key)
 
 
 def strict_values(model: type[BaseModel], data: Any) -> tuple[Any, list[str]]:
@@ -153,6 +165,45 @@ class PackDetails(StrictModel):
     license: str = Field("", max_length=1000, description="The licence the pack is shared under.")
 
 
+# Composition (issue 16): the base model's source name, and the resolutions a layer swap may happen at
+BASE_SOURCE = "base"
+SwapResolution = Literal[4, 8, 16, 32, 64, 128, 256, 512, 1024]
+NO_SWAP = "off"  # how the UI and the X/Y/Z plot write "no layer swap" (swap_at None)
+
+
+def swap_resolution(value: Any) -> int | None:
+    """A swap resolution as the UI or an X/Y/Z axis writes it ('off', '', '64', 64) → None or 64 (ValueError);
+    the args model checks that it is one of the resolutions."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", NO_SWAP)):
+        return None
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"'{value}' is not a resolution")
+        return int(value)
+    return value
+
+
+# Faces per image, and how many of them may get a pack of their own (issue 16)
+MAX_FACES = 64
+MAX_FACE_PACKS = 16
+FacePackName = constr(min_length=1, max_length=200)
+
+
+def _schema_extra(extra: dict[str, Any]) -> dict[str, Any]:
+    """Field arguments that add `extra` to a field's JSON schema (pydantic 1 takes them as keywords)."""
+    return {"json_schema_extra": extra} if PYDANTIC_V2 else extra
+
+
+def check_face_packs(face_packs: dict[int, str]) -> dict[int, str]:
+    """Per-face packs within bounds: face numbers 0 … MAX_FACES − 1, at most MAX_FACE_PACKS entries (ValueError)."""
+    if len(face_packs) > MAX_FACE_PACKS:
+        raise ValueError(f"at most {MAX_FACE_PACKS} faces can have a pack of their own, not {len(face_packs)}")
+    outside = sorted(index for index in face_packs if not 0 <= index < MAX_FACES)
+    if outside:
+        raise ValueError(f"face {outside[0]} does not exist; faces are numbered 0 (the largest) to {MAX_FACES - 1}")
+    return dict(sorted(face_packs.items()))
+
+
 class RestyleArgs(StrictModel):
     """How to restyle the faces of an image with a style pack."""
 
@@ -161,10 +212,27 @@ class RestyleArgs(StrictModel):
     strength: float = Field(
         1.0, ge=0.0, le=1.0, description="Blend of the generator weights: 0 = base model, 1 = the pack as trained."
     )
+    swap_at: SwapResolution | None = Field(
+        None,
+        description="Layer swap: the pack gives only the layers above this resolution, 'swap into' those up to it; "
+        "empty (off) = the whole pack.",
+    )
+    swap_into: str = Field(
+        BASE_SOURCE,
+        min_length=1,
+        max_length=200,
+        description="Where the layers up to the swap resolution come from: another pack, or 'base' (the base model).",
+    )
     face_indices: list[NonNegativeInt] | None = Field(
         None, description="Which faces to restyle (0 = largest); empty = all."
     )
-    max_faces: int = Field(8, ge=1, le=64, description="At most this many faces per image.")
+    face_packs: dict[int, FacePackName] = Field(
+        default_factory=dict,
+        description="A pack of their own for some faces, by face number (0 = largest); "
+        "the other faces use the style pack.",
+        **_schema_extra({"maxProperties": MAX_FACE_PACKS}),
+    )
+    max_faces: int = Field(8, ge=1, le=MAX_FACES, description="At most this many faces per image.")
     confidence: float = Field(0.8, ge=0.05, le=1.0, description="Face detector confidence threshold.")
     min_face_size: int = Field(32, ge=8, le=4096, description="Ignore faces smaller than this (pixels).")
     feather: float = Field(
@@ -172,11 +240,31 @@ class RestyleArgs(StrictModel):
     )
     color_match: bool = Field(False, description="Match the restyled face's colours to the original face.")
 
+    if PYDANTIC_V2:
 
-# Composition (issue 16): the base model's source name, and the bounds of a recipe
-BASE_SOURCE = "base"
+        @pydantic.field_validator("face_packs")
+        @classmethod
+        def _face_packs_in_bounds(cls, value: dict[int, str]) -> dict[int, str]:
+            return check_face_packs(value)
+
+    else:
+
+        @pydantic.validator("face_packs")
+        def _face_packs_in_bounds(cls, value: dict[int, str]) -> dict[int, str]:
+            return check_face_packs(value)
+
+    def pack_for(self, face_index: int) -> str:
+        """The pack that restyles face `face_index` (documented order): its own, or `pack`."""
+        return self.face_packs.get(face_index, self.pack)
+
+    def packs_used(self) -> list[str]:
+        """Every pack these arguments name (`pack`, each face's, a swap's `swap_into`), each once, `pack` first."""
+        names = [self.pack, *self.face_packs.values(), self.swap_into if self.swap_at is not None else BASE_SOURCE]
+        return [name for name in dict.fromkeys(names) if name and name != BASE_SOURCE]
+
+
+# The bounds of a composition recipe
 MAX_COMPOSE_SOURCES = 8
-SwapResolution = Literal[4, 8, 16, 32, 64, 128, 256, 512, 1024]
 MixWeight = confloat(ge=0.0, le=100.0)
 
 
@@ -217,7 +305,10 @@ RECIPES: dict[str, type[BaseModel]] = {"swap": SwapRecipe, "mix": MixRecipe}
 INFOTEXT_FIELDS = {
     "pack": "JoJoGAN pack",
     "strength": "JoJoGAN strength",
+    "swap_at": "JoJoGAN swap resolution",
+    "swap_into": "JoJoGAN swap into",
     "face_indices": "JoJoGAN faces",
+    "face_packs": "JoJoGAN face packs",
     "max_faces": "JoJoGAN max faces",
     "confidence": "JoJoGAN confidence",
     "min_face_size": "JoJoGAN min face size",
@@ -251,15 +342,41 @@ _MESSAGES = {
 }
 
 
+# number bounds: the words, pydantic 1's and 2's error types, pydantic 2's `ctx` key (pydantic 1: limit_value)
+_NUMBER_BOUNDS = (
+    ("at most", ("not_le", "less_than_equal"), "le"),
+    ("at least", ("not_ge", "greater_than_equal"), "ge"),
+    ("below", ("not_lt", "less_than"), "lt"),
+    ("above", ("not_gt", "greater_than"), "gt"),
+)
+
+
+def _bound_message(kind: str, context: dict[str, Any]) -> str | None:
+    """Bound, text-length and choice errors in one wording (pydantic 1 and 2 keep their limits in other `ctx` keys)."""
+    if kind in ("min_length", "string_too_short", "max_length", "string_too_long"):
+        least = kind in ("min_length", "string_too_short")
+        limit = context.get("limit_value", context.get("min_length" if least else "max_length"))
+        return f"must be at {'least' if least else 'most'} {limit} character{'s' if limit != 1 else ''} long"
+    for words, kinds, key in _NUMBER_BOUNDS:
+        if kind in kinds:
+            return f"must be {words} {context.get('limit_value', context.get(key))}"
+    if kind in ("const", "literal_error"):
+        permitted = context.get("permitted")
+        if permitted is not None:  # pydantic 1: the values; pydantic 2 words them as "4, 8 or 16" itself
+            words = [repr(value) for value in permitted]
+            return f"must be {', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else f"must be {words[0]}"
+        return f"must be {context.get('expected')}"
+    return None
+
+
 def describe_problems(errors: list[dict[str, Any]], whole: str) -> list[str]:
     """pydantic's (or FastAPI's) validation errors as 'where: what' in the same words under pydantic 1 and 2."""
     problems = []
     for error in errors:
         where = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__") or whole
         kind = str(error.get("type", "")).split(".")[-1]
-        problems.append(
-            f"{where}: {_MESSAGES.get(kind, str(error.get('msg', 'invalid')).removeprefix('Value error, '))}"
-        )
+        message = _MESSAGES.get(kind) or _bound_message(kind, error.get("ctx") or {})
+        problems.append(f"{where}: {message or str(error.get('msg', 'invalid')).removeprefix('Value error, ')}")
     return problems
 
 
@@ -308,7 +425,27 @@ def field_info(model: type[BaseModel], name: str) -> dict[str, Any]:
     }
 
 
+def format_face_packs(face_packs: dict[int, str]) -> str:
+    """Per-face packs as people write them: "1=ink, 3=sketch" (the accordion's text, the infotext)."""
+    return ", ".join(f"{index}={name}" for index, name in sorted(face_packs.items()))
+
+
+def parse_face_packs(text: str) -> dict[int, str]:
+    """ "1=ink, 3=sketch" → {1: "ink", 3: "sketch"}; empty → {}; ValueError naming the part that does not read."""
+    face_packs: dict[int, str] = {}
+    for part in str(text).replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        index, equals, name = part.partition("=")
+        if not equals or not index.strip().isdigit() or not name.strip():
+            raise ValueError(f"'{part.strip()}' is not face=pack (like 1=ink)")
+        face_packs[int(index)] = name.strip()
+    return face_packs
+
+
 def _infotext_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return format_face_packs(value)
     return ", ".join(str(item) for item in value) if isinstance(value, list) else str(value)
 
 
@@ -335,6 +472,8 @@ def _from_text(kind: str | None, text: str) -> Any:
         return float(text)
     if kind == "int_list":
         return [int(part) for part in text.replace(",", " ").split()]
+    if kind == "text_by_number":
+        return parse_face_packs(text)
     return text
 
 

@@ -19,14 +19,14 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from . import __version__, weights
-from .args import Recipe, RestyleArgs, TrainArgs, dump, field_info, parse, parse_recipe, schema
+from .args import Recipe, RestyleArgs, TrainArgs, dump, field_info, parse, parse_face_packs, parse_recipe, schema
 from .errors import JojoganError
 from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES, NETWORKS, resolve_network
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
-SKIP_FLAGS = {"enabled", "pack", "face_indices", "name"}
+SKIP_FLAGS = {"enabled", "pack", "face_indices", "face_packs", "name"}
 
 
 def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
@@ -40,7 +40,9 @@ def add_model_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> 
         if prop.get("type") == "boolean":
             parser.add_argument(flag, action="store_true", default=None, help=info["description"])
         elif "enum" in prop:
-            parser.add_argument(flag, choices=prop["enum"], help=f"{info['description']} (default {info['default']})")
+            kind = int if prop.get("type") == "integer" else str
+            help_text = f"{info['description']} (default {info['default']})"
+            parser.add_argument(flag, type=kind, choices=prop["enum"], help=help_text)
         else:
             kind = int if prop.get("type") == "integer" or "anyOf" in prop else float
             parser.add_argument(flag, type=kind, help=f"{info['description']} (default {info['default']})")
@@ -102,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     restyle.add_argument("--pack", required=True, help="style pack name")
     restyle.add_argument("-o", "--output", type=Path, default=Path("restyled"), help="output folder")
     restyle.add_argument("--faces", type=int, nargs="+", help="indices of the faces to restyle (0 = largest)")
+    restyle.add_argument(
+        "--face-pack",
+        action="append",
+        metavar="FACE=PACK",
+        help="another pack for one face, e.g. 1=ink (0 = largest; repeatable); the other faces use --pack",
+    )
     add_model_flags(restyle, RestyleArgs)
 
     packs = commands.add_parser("packs", help="list, show, rename, delete, blend or mix style packs")
@@ -228,9 +236,11 @@ def run_restyle(options: argparse.Namespace) -> None:
     from .restyle import Restyler
 
     values = {"pack": options.pack, "face_indices": options.faces, **model_values(options, RestyleArgs)}
+    values["face_packs"] = face_packs_from_options(options.face_pack or [])
     args = parse(RestyleArgs, values)
     runtime = make_runtime(options)
-    runtime.packs.existing(args.pack)
+    for name in args.packs_used():
+        runtime.packs.existing(name)
     restyler = Restyler(runtime)
     options.output.mkdir(parents=True, exist_ok=True)
     for path in tqdm(image_files(options.inputs), desc="restyling", file=sys.stderr, disable=None):
@@ -238,6 +248,23 @@ def run_restyle(options: argparse.Namespace) -> None:
         target = options.output / f"{path.stem}_jojogan.png"
         result.image.save(target)
         tqdm.write(f"{path.name}: {result.message} -> {target}", file=sys.stderr)
+
+
+def face_packs_from_options(given: Sequence[str]) -> dict[int, str]:
+    """The `--face-pack FACE=PACK` flags as {face: pack}; one JojoganError sentence for a flag that does not read."""
+    face_packs: dict[int, str] = {}
+    for text in given:
+        try:
+            parsed = parse_face_packs(text)
+        except ValueError as error:
+            raise JojoganError(f"--face-pack {error}.") from None
+        if len(parsed) != 1:
+            raise JojoganError(f"--face-pack takes one face and its pack, like 1=ink, not {text!r}.")
+        ((face, name),) = parsed.items()
+        if face in face_packs:
+            raise JojoganError(f"--face-pack names face {face} twice; give each face one pack.")
+        face_packs[face] = name
+    return face_packs
 
 
 def number(text: str, flag: str, kind: type = float) -> float:

@@ -173,6 +173,10 @@ class Composer:
             sources[name] = Source(name, pack.tensors, pack.metadata.get("jojogan.source", ""), fingerprint)
         return sources
 
+    def pack(self, path: Path) -> StylePack:
+        """One pack from the cache or the disk, checked to fit the base (restyling reads packs through here)."""
+        return self._load(path)[0]
+
     def _load(self, path: Path) -> tuple[StylePack, Callable[[], str]]:
         """A pack from the cache or the disk (checked against the base), and its tensors' sha256 (computed once)."""
         key = file_stamp(path)

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import torch
 from PIL import Image
 
-from .args import RestyleArgs, infotext, parse
+from .args import INFOTEXT_FIELDS, RestyleArgs, infotext, parse
 from .errors import JojoganError
 from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES
 from .files import move_missing_files
@@ -90,7 +90,12 @@ class RestyleOutcome(NamedTuple):
 
     def record(self, params: dict[str, str], log: Callable[[str], None] = print) -> None:
         """Write what happened where the user looks: the infotext entries into the image's parameters (txt2img's
-        extra generation parameters, Extras' info), or the note saying why nothing changed; the message to `log`."""
+        extra generation parameters, Extras' info), or the note saying why nothing changed; the message to `log`.
+
+        Entries an earlier image left there go first: X/Y/Z plot cells share one parameters dict.
+        """
+        for label in (*INFOTEXT_FIELDS.values(), NOTE_LABEL):
+            params.pop(label, None)
         params.update(self.infotext)
         if self.note:
             params[NOTE_LABEL] = self.note

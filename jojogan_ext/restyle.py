@@ -64,10 +64,12 @@ class Restyler:
         faces: list[Face] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> RestyleResult:
-        """Restyle the selected faces of `image` with `args.pack`; no face → the image unchanged + a message."""
+        """Restyle the selected faces of `image` with `args.pack` (or a face's own pack in `args.face_packs`);
+        no face → the image unchanged + a message. Every pack named is checked first, before any model loads."""
         if not args.pack:
             raise JojoganError("Choose a style pack to restyle faces with.")
-        self.runtime.packs.existing(args.pack)  # a misspelt pack is reported even when no face is found
+        for name in args.packs_used():  # a misspelt pack is reported before any model loads, even with no face
+            self.runtime.packs.existing(name)
         self.runtime.require_models(detector=faces is None)  # every missing model file, named at once
         result, waited = self.runtime.on_device(lambda: self._restyle(image, args, faces, should_stop))
         if waited >= WAIT_WORTH_SAYING:
@@ -75,6 +77,11 @@ class Restyler:
                 f" It waited {waited:.1f} s for its turn on the device (one restyle or training at a time)."
             )
         return result
+
+    @staticmethod
+    def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+        if should_stop is not None and should_stop():
+            raise CancelledError("Restyling was cancelled.")
 
     def _restyle(
         self, image: Image.Image, args: RestyleArgs, faces: list[Face] | None, should_stop: Callable[[], bool] | None
@@ -88,21 +95,30 @@ class Restyler:
             return RestyleResult(image, [], "No face was found to restyle; the image is unchanged.")
         if self.runtime.make_room is not None:  # the host frees memory for us first (Forge, on a GPU)
             self.runtime.make_room(RESTYLE_GPU_BYTES)
-        generator = self.runtime.pack_generator(args.pack, args.strength)
         aligned: list[AlignedFace] = [align_face(rgb, face.landmarks5, self.runtime.align_size) for _, face in chosen]
-        stylized: list[Image.Image] = []
+        stylized: list[Image.Image | None] = [None] * len(chosen)
+        by_pack: dict[str, list[int]] = {}  # pack → positions in `chosen`: each pack's generator is built once
+        for position, (index, _) in enumerate(chosen):
+            by_pack.setdefault(args.pack_for(index), []).append(position)
         with large_buffers_reused(self.runtime.device):
+            w_plus = []  # [n_latent, style_dim] per face, inverted in batches
             for start in range(0, len(aligned), GENERATOR_BATCH):
-                if should_stop is not None and should_stop():
-                    raise CancelledError("Restyling was cancelled.")
-                batch = aligned[start : start + GENERATOR_BATCH]
-                w_plus = self.runtime.invert([a.image for a in batch])  # [b, n_latent, style_dim]
-                with torch.inference_mode():
-                    images = generator.synthesis(w_plus.to(self.runtime.dtype), noise="const")  # [b, 3, size, size]
-                stylized.extend(tensor_to_image(out) for out in images)
+                self._check_stop(should_stop)
+                w_plus.extend(self.runtime.invert([a.image for a in aligned[start : start + GENERATOR_BATCH]]))
+            for pack, positions in by_pack.items():
+                generator = self.runtime.pack_generator(pack, args.strength, args.swap_at, args.swap_into)
+                for start in range(0, len(positions), GENERATOR_BATCH):
+                    self._check_stop(should_stop)
+                    batch = positions[start : start + GENERATOR_BATCH]
+                    latents = torch.stack([w_plus[i] for i in batch]).to(self.runtime.dtype)  # [b, n_latent, style_dim]
+                    with torch.inference_mode():
+                        images = generator.synthesis(latents, noise="const")  # [b, 3, size, size]
+                    for position, out in zip(batch, images, strict=True):
+                        stylized[position] = tensor_to_image(out)
         result = paste_back(image, stylized, aligned, feather=args.feather, color_match=args.color_match)
         restyled = [
             RestyledFace(index, face, a.image, s) for (index, face), a, s in zip(chosen, aligned, stylized, strict=True)
         ]
         count = len(restyled)
-        return RestyleResult(result, restyled, f"Restyled {count} face{'s' if count != 1 else ''} with '{args.pack}'.")
+        packs = ", ".join(f"'{name}'" for name in by_pack)
+        return RestyleResult(result, restyled, f"Restyled {count} face{'s' if count != 1 else ''} with {packs}.")

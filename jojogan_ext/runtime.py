@@ -4,9 +4,11 @@ The fronts (web UI, API, CLI, app) create one `Runtime` and pass it around; noth
 `unload()` frees the models; the next use loads them again.
 """
 
+import copy
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,9 +21,9 @@ from torch import Tensor
 
 from . import weights
 from .allocator import large_buffers_reused
-from .args import Recipe
+from .args import BASE_SOURCE, Recipe, SwapRecipe
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
-from .compose import COMPOSE_GPU_BYTES, Composer
+from .compose import COMPOSE_GPU_BYTES, Composer, file_stamp
 from .errors import CheckpointError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES, NETWORKS, Face, FaceDetector, resolve_network
@@ -115,6 +117,7 @@ class Runtime:
         cudnn_benchmark: bool = True,
         verify_detector: bool = True,
         device_slots: int = 1,
+        keep_generators: int = 4,
     ):
         self.models_dir = Path(models_dir)
         self.cudnn_benchmark = cudnn_benchmark  # let cuDNN time its algorithms during training (CUDA only)
@@ -133,11 +136,15 @@ class Runtime:
             remove_stale_temp_files(folder)  # half-written files of a process that was killed
         self._base, self._inverter, self._detector, self._lpips = base, inverter, detector, lpips
         self._fingerprint: str | None = None
-        self._pack_cache: tuple[tuple, Generator] | None = None
+        # restyling generators by recipe (pack files, strength, swap, dtype): per-face packs and X/Y/Z grids reuse them
+        self._generators: OrderedDict[tuple, Generator] = OrderedDict()
+        self.keep_generators = keep_generators
         self._lock = threading.RLock()
         if device_slots < 1:
             raise ValueError(f"device_slots must be >= 1, not {device_slots}")
         self.device_slots = device_slots  # heavy work at once on the device; the rest waits its turn (on_device)
+        if keep_generators < 1:
+            raise ValueError(f"keep_generators must be >= 1, not {keep_generators}")
         self._device_workers: ThreadPoolExecutor | None = None  # started on first use
         self._device_queued = 0
         self._device_local = threading.local()
@@ -353,7 +360,8 @@ class Runtime:
         """Forget every loaded model (they load again on next use) and free cached GPU memory."""
         with self._lock:
             self._base = self._inverter = self._detector = self._lpips = None
-            self._fingerprint, self._pack_cache = None, None
+            self._fingerprint = None
+            self._generators.clear()
             self.composer.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -405,20 +413,43 @@ class Runtime:
             )
         return w_plus[:, : generator.n_latent]
 
-    def pack_generator(self, name: str, strength: float = 1.0) -> Generator:
+    def pack_generator(
+        self, name: str, strength: float = 1.0, swap_at: int | None = None, swap_into: str = BASE_SOURCE
+    ) -> Generator:
         """The base generator with a pack's weights blended by `strength`, in the runtime's precision.
 
-        The last one is kept for reuse (restyling a batch of images builds it once).
+        With `swap_at`, the pack gives only the layers above that resolution and `swap_into` (a pack, or
+        'base': the base model) those up to it (a layer swap, see compose); `strength` blends that from the base.
+        The last `keep_generators` are kept, and packs are read through the composer's cache, so restyling a
+        batch, a different pack per face or an X/Y/Z grid reads each pack file once.
         """
-        path = self.packs.existing(name)
+        recipe = None
+        if swap_at is not None:
+            recipe = SwapRecipe(mode="swap", low=swap_into, high=name, at=swap_at)
+        files = self.composer.pack_files(recipe) if recipe is not None else {name: self.packs.existing(name)}
         try:
-            key = (str(path), path.stat().st_mtime_ns, round(float(strength), 4), self.dtype)
-        except FileNotFoundError:  # deleted a moment ago
-            raise no_such_pack(path) from None
+            stamps = tuple(path and file_stamp(path) for path in files.values())
+        except FileNotFoundError as error:  # deleted a moment ago
+            raise no_such_pack(Path(error.filename)) from None
+        key = (stamps, round(float(strength), 4), swap_at, self.dtype)
         with self._lock:
-            if self._pack_cache is None or self._pack_cache[0] != key:
-                self._pack_cache = None  # free the old copy before building the new one
-                pack = self.packs.load(name)
-                generator = pack.generator(self.base.generator, strength, base_fingerprint=self.base_fingerprint)
-                self._pack_cache = (key, generator.to(self.dtype))
-            return self._pack_cache[1]
+            if key not in self._generators:
+                while len(self._generators) >= self.keep_generators:  # free the oldest before building a new one
+                    self._generators.popitem(last=False)
+                self._generators[key] = self._blended_generator(files[name] if recipe is None else recipe, strength)
+            self._generators.move_to_end(key)
+            return self._generators[key]
+
+    def _blended_generator(self, source: Path | SwapRecipe, strength: float) -> Generator:
+        """A new generator: a pack's file (or a swap recipe's composition) blended from the base by `strength`."""
+        base = self.base.generator
+        if isinstance(source, Path):
+            pack = self.composer.pack(source)
+            return pack.generator(base, strength, base_fingerprint=self.base_fingerprint).to(self.dtype)
+        composed = self.composer.generator(source)
+        blended = copy.deepcopy(base)
+        with torch.no_grad():
+            styled = composed.synthesis_parameters()
+            for key, parameter in blended.synthesis_parameters().items():
+                parameter.copy_(styled[key] if strength == 1.0 else torch.lerp(parameter, styled[key], strength))
+        return blended.eval().requires_grad_(False).to(self.dtype)

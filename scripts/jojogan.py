@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 from modules import call_queue, devices, paths_internal, script_callbacks, scripts, sd_models, shared, ui_components
 
-from jojogan_ext import accordion, api, ui
+from jojogan_ext import accordion, api, ui, xyz
 from jojogan_ext.errors import JojoganError
 from jojogan_ext.integration import SETTINGS, RestyleOutcome, Services, services_from_settings
 from jojogan_ext.jobs import TrainingJob
@@ -176,8 +176,8 @@ class JoJoGANScript(scripts.Script):
     def postprocess_image(self, p, pp, *script_args):
         if shared.state.interrupted:
             return
-        try:
-            restyle_args = accordion.script_arguments(script_args)
+        try:  # an X/Y/Z plot cell's JoJoGAN axis values (if any) over the accordion's
+            restyle_args = xyz.cell_arguments(accordion.script_arguments(script_args), p)
         except JojoganError as error:
             RestyleOutcome(pp.image, {}, str(error)).record(p.extra_generation_params)
             return
@@ -194,11 +194,23 @@ class JoJoGANScript(scripts.Script):
 
     def postprocess(self, p, processed, *script_args):
         with contextlib.suppress(JojoganError):
-            restyle_args = accordion.script_arguments(script_args)
+            restyle_args = xyz.cell_arguments(accordion.script_arguments(script_args), p)
             if restyle_args and restyle_args.get("enabled", True) and not option("jojogan_keep_loaded", True):
                 services().runtime.unload()
 
 
+def add_xyz_axes() -> None:
+    """The JoJoGAN axes in the web UI's X/Y/Z plot script (once all scripts are loaded, before its UI is built)."""
+    module = xyz.find_xyz_module(scripts.scripts_data)
+    if module is not None:
+        xyz.add_axes(
+            module,
+            pack_names=lambda: accordion.pack_names(services().runtime),
+            existing_pack=lambda name: services().runtime.packs.existing(name),
+        )
+
+
 script_callbacks.on_ui_settings(on_ui_settings)
+script_callbacks.on_before_ui(add_xyz_axes)
 script_callbacks.on_ui_tabs(on_ui_tabs)
 script_callbacks.on_app_started(on_app_started)

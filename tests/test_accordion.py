@@ -126,17 +126,31 @@ def test_pasting_parameters_restores_every_option_even_without_packs_at_build(ti
     controls = build(tiny_runtime)  # no packs yet: the pack dropdown's value is ""
     args = parse(
         RestyleArgs,
-        {"pack": "ink", "strength": 0.7, "face_indices": [0, 2], "max_faces": 3, "feather": 0.3, "color_match": True},
+        {
+            "pack": "ink",
+            "strength": 0.7,
+            "face_indices": [0, 2],
+            "face_packs": {2: "sketch", 0: "oil paint"},
+            "max_faces": 3,
+            "feather": 0.3,
+            "color_match": True,
+            "swap_at": 32,
+            "swap_into": "sketch",
+        },
     )
     params = infotext(args)  # what the generation info says under the restyled image
     assert set(params) == {
         "JoJoGAN pack",
         "JoJoGAN strength",
         "JoJoGAN faces",
+        "JoJoGAN face packs",
         "JoJoGAN max faces",
         "JoJoGAN feather",
         "JoJoGAN color match",
+        "JoJoGAN swap resolution",
+        "JoJoGAN swap into",
     }  # defaults are left out
+    assert params["JoJoGAN face packs"] == "0=oil paint, 2=sketch"
     paste(paste_fields(controls), {"Steps": "20", **params})
     restored = parse(RestyleArgs, script_arguments(browser_values(controls)))
     assert dump(restored) == {**dump(args), "enabled": True}
@@ -164,6 +178,26 @@ def test_unreadable_pasted_values_keep_their_defaults(tiny_runtime):
     paste(paste_fields(controls), {"JoJoGAN pack": "ink", "JoJoGAN strength": "strong", "JoJoGAN faces": "a, b"})
     restored = parse(RestyleArgs, script_arguments(browser_values(controls)))
     assert restored.pack == "ink" and restored.strength == 1.0 and restored.face_indices is None
+
+
+def test_face_packs_and_swap_controls_read_as_the_args_models_fields():
+    names = ("enabled", "pack", "face_packs", "swap_at", "swap_into")
+    values = restyle_values([True, "ink", "1=sketch; 3 = oil paint", "64", "sketch"], names)
+    assert values["face_packs"] == {1: "sketch", 3: "oil paint"} and values["swap_at"] == 64
+    assert restyle_values([True, "ink", "", "off", "base"], names) | {"enabled": True} == {
+        "enabled": True, "pack": "ink", "face_packs": {}, "swap_at": None, "swap_into": "base"
+    }  # fmt: skip
+    assert restyle_values([None] * 5, names)["face_packs"] == {}  # the Extras API's Nones
+    with pytest.raises(JojoganError, match="Face packs: 'ink' is not face=pack"):
+        restyle_values([True, "x", "ink"], names)
+
+
+def test_pasting_parameters_without_face_packs_clears_them(tiny_runtime):
+    controls = build(tiny_runtime)
+    saved_defaults(controls, {"face_packs": "1=sketch", "swap_at": "16"})
+    paste(paste_fields(controls), {"JoJoGAN pack": "ink", "JoJoGAN strength": "1.0"})
+    restored = parse(RestyleArgs, script_arguments(browser_values(controls)))
+    assert restored.face_packs == {} and restored.swap_at is None and restored.swap_into == "base"
 
 
 def test_paste_field_names_are_the_infotext_labels():

@@ -54,7 +54,10 @@ def test_gradio_client_lists_packs_and_restyles(app_url, fixtures):
         8,
         0.15,
         False,
-    ]  # pack, strength, faces, max, confidence, size, feather, colour
+        "",
+        "off",
+        "base",
+    ]  # pack, strength, faces, max, confidence, size, feather, colour, face packs, swap resolution, swap into
     status, result, _ = client.predict(handle_file(image), *options, api_name="/jojogan_restyle")
     assert status == "Restyled 1 face with 'bold'."
     assert Image.open(result).size == Image.open(image).size

@@ -58,11 +58,11 @@ def styled_generator(base: Generator, seed: int = 11) -> Generator:
     return styled
 
 
-def save_styled_pack(runtime, name: str = "bold") -> Path:
-    """Save a float32 pack `name` of `styled_generator(runtime's base)` into the runtime's packs folder."""
+def save_styled_pack(runtime, name: str = "bold", seed: int = 11) -> Path:
+    """Save a float32 pack `name` of `styled_generator(runtime's base, seed)` into the runtime's packs folder."""
     base = runtime.base.generator
     return save_pack(
-        runtime.packs.new_path(name), styled_generator(base), base=base, title=name.title(), dtype="float32"
+        runtime.packs.new_path(name), styled_generator(base, seed), base=base, title=name.title(), dtype="float32"
     )
 
 

@@ -28,7 +28,8 @@ from .conftest import (
 )
 from .hostile_inputs import image_cases, noise_image, odd_valid_images, png_bomb, png_declaring
 
-RESTYLE_OPTIONS = [1.0, "", 1, 0.05, 8, 0.15, False]  # strength, faces, max faces, confidence, size, feather, colour
+# strength, faces, max faces, confidence, size, feather, colour, face packs, swap resolution, swap into
+RESTYLE_OPTIONS = [1.0, "", 1, 0.05, 8, 0.15, False, "", "off", "base"]
 
 
 @pytest.fixture()

@@ -404,3 +404,119 @@ def test_an_unchanged_image_says_why_in_its_generation_parameters(client):
 def test_the_models_folder_is_outside_the_extension(client):
     models_dir = client.get("/jojogan/v1/version").json()["models_dir"]
     assert "extensions" not in models_dir.replace("\\", "/").split("/"), models_dir
+
+
+# --- per-face packs and the X/Y/Z plot axes (issue 16) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def second_pack(client, pack):
+    """A second pack, half the first one and half the base model (composed: no training); deleted afterwards."""
+    name = f"{pack}_half"
+    recipe = {"mode": "mix", "weights": {pack: 1.0, "base": 1.0}}
+    made = client.post("/jojogan/v1/packs/compose", json={"name": name, "recipe": recipe})
+    assert made.status_code == 201, made.text
+    yield name
+    client.delete(f"/jojogan/v1/packs/{name}")
+
+
+def test_txt2img_restyles_each_face_with_its_own_pack(client, pack, second_pack):
+    plain = txt2img(client).json()["images"][0]
+    args = {"pack": pack, "face_packs": {"1": second_pack}, "max_faces": 2, **FIND_FACES}
+    expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": args}).json()
+    assert len(expected["faces"]) == 2, expected["message"]  # the tiny detector finds "faces" in the noise
+    assert expected["message"] == f"Restyled 2 faces with '{pack}', '{second_pack}'."
+    response = txt2img(client, {"JoJoGAN": {"args": [{"enabled": True, **args}]}})
+    assert response.status_code == 200, response.text
+    assert np.array_equal(pixels(response.json()["images"][0]), pixels(expected["image"]))
+    assert generation_params(response)[INFOTEXT_FIELDS["face_packs"]] == f"1={second_pack}"
+    one_pack = client.post("/jojogan/v1/restyle", json={"image": plain, "args": {**args, "face_packs": {}}}).json()
+    assert not np.array_equal(pixels(one_pack["image"]), pixels(expected["image"]))  # face 1 looks different
+    missing = txt2img(client, {"JoJoGAN": {"args": [{**args, "face_packs": {"1": "no_such_pack_here"}}]}})
+    assert "no style pack named 'no_such_pack_here'" in generation_params(missing)[NOTE_LABEL]
+
+
+def test_pasted_face_packs_restyle_each_face_again(client, pack, second_pack):
+    infotext = (
+        f"a portrait photo\nSteps: 1, Seed: 1234, Size: 64x64, JoJoGAN pack: {pack}, JoJoGAN strength: 0.9, "
+        f'JoJoGAN face packs: "0={second_pack}, 2={pack}", JoJoGAN max faces: 3, JoJoGAN confidence: 0.05, '
+        "JoJoGAN min face size: 8"
+    )
+    plain = txt2img(client).json()["images"][0]
+    args = {"pack": pack, "strength": 0.9, "face_packs": {"0": second_pack, "2": pack}, "max_faces": 3, **FIND_FACES}
+    expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": args}).json()
+    assert second_pack in expected["message"], expected["message"]
+    pasted = txt2img(client, infotext=infotext, styles=[])  # Forge's infotext path needs "styles" (its own bug)
+    assert pasted.status_code == 200, pasted.text
+    assert np.array_equal(pixels(pasted.json()["images"][0]), pixels(expected["image"]))
+    assert generation_params(pasted)[INFOTEXT_FIELDS["face_packs"]] == f"0={second_pack}, 2={pack}"
+
+
+def xyz_axis_index(client: httpx.Client, label: str) -> int:
+    """The position of an axis in txt2img's X/Y/Z plot menu (the API takes axes by index, as the dropdown does)."""
+    components = client.get("/config").json()["components"]
+    x_type = next(c for c in components if c["props"].get("elem_id") == "script_txt2img_xyz_plot_x_type")
+    choices = [choice[0] if isinstance(choice, list) else choice for choice in x_type["props"]["choices"]]
+    return choices.index(label)  # gradio 4 lists (label, value) pairs
+
+
+def test_xyz_plot_grid_of_packs_by_strengths(client, pack, second_pack):
+    """A 2x2 grid with the JoJoGAN axes of the host's own X/Y/Z plot; the accordion is off: the axes turn it on."""
+    pack_axis, strength_axis = (xyz_axis_index(client, label) for label in ("JoJoGAN pack", "JoJoGAN strength"))
+    script_args = [
+        pack_axis, "", [pack, second_pack],  # X: from the dropdown of packs
+        strength_axis, "0.5, 1", [],  # Y: typed values
+        0, "", [],  # Z: nothing
+        True, True, False, False, False, False, False, 0, False,  # legend, lone images, no sub-grids, fixed seeds, …
+    ]  # fmt: skip
+    accordion = {"JoJoGAN": {"args": [{"enabled": False, **FIND_FACES}]}}
+    response = txt2img(client, accordion, script_name="x/y/z plot", script_args=script_args)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    info = json.loads(body["info"])
+    assert len(body["images"]) == 5  # the grid, then the 4 cells
+    assert "X Type: JoJoGAN pack" in info["infotexts"][0] and "Y Type: JoJoGAN strength" in info["infotexts"][0]
+    plain = txt2img(client).json()["images"][0]
+    cells = [(name, strength) for strength in (0.5, 1.0) for name in (pack, second_pack)]
+    for (name, strength), image, text in zip(cells, body["images"][1:], info["infotexts"][1:], strict=True):
+        args = {"pack": name, "strength": strength, **FIND_FACES}
+        expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": args}).json()
+        assert expected["faces"], expected["message"]
+        assert np.array_equal(pixels(image), pixels(expected["image"])), (name, strength)
+        assert f"JoJoGAN pack: {name}, JoJoGAN strength: {strength}" in text, text
+
+
+def test_xyz_plot_swap_resolution_axis(client, pack, second_pack):
+    """The swap axis: 'off' is the whole pack, 8 takes the layers up to 8 px from the accordion's 'swap into'."""
+    swap_axis = xyz_axis_index(client, "JoJoGAN swap resolution")
+    script_args = [
+        swap_axis,
+        "",
+        ["off", "8"],
+        0,
+        "",
+        [],
+        0,
+        "",
+        [],
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        0,
+        False,
+    ]
+    accordion = {"JoJoGAN": {"args": [{"pack": pack, "swap_into": second_pack, **FIND_FACES}]}}
+    response = txt2img(client, accordion, script_name="x/y/z plot", script_args=script_args)
+    assert response.status_code == 200, response.text
+    body, plain = response.json(), txt2img(client).json()["images"][0]
+    texts = json.loads(body["info"])["infotexts"][1:]
+    for swap_at, image, text in zip((None, 8), body["images"][1:], texts, strict=True):
+        args = {"pack": pack, "swap_at": swap_at, "swap_into": second_pack, **FIND_FACES}
+        expected = client.post("/jojogan/v1/restyle", json={"image": plain, "args": args}).json()
+        assert np.array_equal(pixels(image), pixels(expected["image"])), swap_at
+        assert ("JoJoGAN swap resolution: 8" in text) == (swap_at == 8), text
+    assert not np.array_equal(pixels(body["images"][1]), pixels(body["images"][2]))
