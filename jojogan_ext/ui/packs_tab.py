@@ -201,7 +201,7 @@ def build_packs_tab(handlers: PackHandlers) -> dict[str, Any]:
         with gr.Column(scale=2, min_width=320):
             status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="jojogan_packs_status")
             card = gr.HTML(value=card_html, elem_id="jojogan_pack_card")
-            try_on = build_try_on_section()
+            try_on = build_try_on_section(opened=bool(names))
             with gr.Accordion("Edit the details", open=False, elem_id="jojogan_pack_details"):
                 edits = [
                     gr.Textbox(value=value, label=DETAIL_LABELS[key], lines=lines, elem_id=f"jojogan_pack_{key}")

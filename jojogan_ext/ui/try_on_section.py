@@ -41,9 +41,10 @@ class TryOnHandlers(Handlers):
         return (f"The packs are now tried on {face.described}.", *self.tried_on(name))
 
 
-def build_try_on_section() -> dict[str, Any]:
-    """Try on a face: the test face, the selected pack on it, and an upload for another face."""
-    with gr.Accordion("Try on a face", open=True, elem_id="jojogan_try_on"):
+def build_try_on_section(opened: bool = True) -> dict[str, Any]:
+    """Try on a face: the test face, the selected pack on it, and an upload for another face (closed while there
+    is no pack to try)."""
+    with gr.Accordion("Try on a face", open=opened, elem_id="jojogan_try_on"):
         gr.Markdown(TRY_ON_HINT)
         with gr.Row():
             rendering = lossless(
