@@ -42,13 +42,14 @@ ACCORDION_FIELDS = (
     "swap_at",
     "swap_into",
 )
-# Rows of controls (two side by side, or one across) below pack and strength.
-PAIRED_FIELDS = (
-    ("face_indices", "max_faces"),
-    ("confidence", "min_face_size"),
-    ("feather", "color_match"),
-    ("face_packs",),
-    ("swap_at", "swap_into"),
+# Closed sections below pack and strength (as ADetailer groups its options), each in rows of controls (two side
+# by side, or one across): pack and strength are all most restyles need.
+SECTIONS = (
+    (
+        "Faces and blending",
+        (("face_indices", "max_faces"), ("confidence", "min_face_size"), ("feather", "color_match")),
+    ),
+    ("Per-face packs and layer swap", (("face_packs",), ("swap_at", "swap_into"))),
 )
 TEXT_FIELDS = {"face_indices": "all", "face_packs": "e.g. 1=ink, 3=sketch"}  # field → placeholder
 
@@ -129,10 +130,12 @@ def build_restyle_controls(
     made["enabled"] = enabled
     for name in ("pack", "strength"):
         made[name] = restyle_control(runtime, name, elem_prefix, pack)
-    for pair in PAIRED_FIELDS:
-        with gr.Row():
-            for name in pair:
-                made[name] = restyle_control(runtime, name, elem_prefix)
+    for title, rows in SECTIONS:
+        with gr.Accordion(title, open=False):
+            for row in rows:
+                with gr.Row():
+                    for name in row:
+                        made[name] = restyle_control(runtime, name, elem_prefix)
     return [made[name] for name in ACCORDION_FIELDS]
 
 

@@ -42,6 +42,11 @@ def take(url: str, out: Path, chromium: str) -> list[Path]:
         page.screenshot(path=written[-1], full_page=True)
         written.append(out / "txt2img-accordion-only.png")
         accordion.screenshot(path=written[-1])
+        for section in accordion.locator(".label-wrap").all()[1:]:  # its closed sections, opened
+            section.click()
+        page.wait_for_timeout(1000)
+        written.append(out / "txt2img-accordion-sections.png")
+        accordion.screenshot(path=written[-1])
         browser.close()
     return written
 
