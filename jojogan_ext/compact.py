@@ -1,0 +1,309 @@
+"""Compact style packs: store each synthesis tensor's difference from the base as cheaply as an image budget allows.
+
+Per tensor the candidates are: unchanged, low-rank (truncated SVD), int8 with per-row scales, dense. A global
+tolerance picks, for every tensor, the cheapest candidate whose relative weight error stays under it; fixed
+latents rendered with the full and the compact weights say whether the budget (PSNR, pixels off) holds, and the
+tolerance moves until the cheapest plan that holds is found. Plain tensors and generators: no files, no web UI.
+"""
+
+import copy
+import json
+import math
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from . import delta
+from .args import CompactArgs, dump
+from .nn.stylegan2 import Generator
+from .packs import COMPACT_FORMAT_VERSION, DTYPES, StylePack
+
+# tensors below this many values are stored dense when they changed (biases, noise weights, ToRGB convs)
+SMALL_TENSOR_VALUES = 1024
+RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
+# the tolerance search: start, step (×/÷ until the budget's edge is bracketed), end, rounds of measurement
+START_TOLERANCE = 2.0**-5
+TOLERANCE_STEP = 4.0
+MIN_TOLERANCE = 2.0**-16
+MAX_ROUNDS = 8
+TRUNCATION = 0.7  # the measured latents: ψ-truncated towards the average w, where inverted faces live
+RENDER_BATCH = 2  # latents rendered at once (a 1024 render's activations are ~1 GB per latent in float32)
+PSNR_CAP = 100.0  # identical renders: recorded as 100 dB (JSON has no infinity)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How far the compact renders are from the full ones, in 8-bit levels."""
+
+    psnr: float
+    max_error: int
+    off_percent: float
+
+    def meets(self, budget: CompactArgs) -> bool:
+        return self.psnr >= budget.min_psnr and self.off_percent <= budget.max_off_percent
+
+    def record(self) -> dict[str, float]:
+        return {"psnr": round(self.psnr, 2), "max_error": self.max_error, "off_percent": round(self.off_percent, 3)}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to store a tensor: its method and rank, stored bytes, and relative error (‖decoded − target‖ / ‖target‖)."""
+
+    method: str
+    rank: int
+    bytes: int
+    error: float
+
+
+class TensorOptions:
+    """The candidates for one tensor, cheapest first, and the encoding of whichever is chosen."""
+
+    def __init__(
+        self, target: Tensor, base: Tensor, dtype: torch.dtype, methods: Collection[str] = delta.METHODS
+    ) -> None:
+        self.target, self.base, self.dtype = target.detach().float().cpu(), base.detach().float().cpu(), dtype
+        difference = self.target - self.base
+        norm = float(self.target.norm()) or 1.0
+        self.dense = delta.encode_dense(self.target, self.base, dtype)
+        self._factors: tuple[Tensor, Tensor] | None = None
+        self._int8: delta.Encoding | None = None
+        if not bool(difference.any()):
+            self.candidates = [Candidate("same", 0, 0, 0.0)]
+            return
+        dense_error = float((delta.decode(self.base, self.dense) - self.target).norm()) / norm
+        dense = Candidate("dense", 0, self.dense.bytes, dense_error)
+        if difference.numel() < SMALL_TENSOR_VALUES or min(delta.matrix_shape(difference.shape)) == 1:
+            self.candidates = [dense]
+            return
+        rows, cols = delta.matrix_shape(difference.shape)
+        self._int8 = delta.encode_int8(difference)
+        int8_error = float((delta.decode(self.base, self._int8) - self.target).norm()) / norm
+        int8 = Candidate("int8", 0, self._int8.bytes, int8_error)
+        left, right, singular = delta.svd_factors(difference)
+        self._factors = (left, right)
+        tail = singular.double().pow(2).flip(0).cumsum(0).flip(0).sqrt()  # tail[r] = ‖σ[r:]‖
+        size = torch.finfo(dtype).bits // 8
+        ranks = [
+            Candidate(
+                "lowrank", rank, size * rank * (rows + cols), float(tail[rank]) / norm if rank < len(tail) else 0.0
+            )
+            for rank in RANKS
+            if rank < min(rows, cols) and size * rank * (rows + cols) < int8.bytes
+        ]
+        same = Candidate("same", 0, 0, float(difference.norm()) / norm)
+        # dense always stays a choice: it is the fallback when nothing else is exact enough
+        self.candidates = [c for c in (same, *ranks, int8) if c.method in methods] + [dense]
+
+    def choose(self, tolerance: float) -> Candidate:
+        """The cheapest candidate within `tolerance` (the most exact one when none is)."""
+        within = [candidate for candidate in self.candidates if candidate.error <= tolerance]
+        return within[0] if within else min(self.candidates, key=lambda candidate: candidate.error)
+
+    def encoding(self, candidate: Candidate) -> delta.Encoding:
+        if candidate.method == "same":
+            return delta.Encoding("same", {})
+        if candidate.method == "lowrank":
+            return delta.encode_lowrank(*self._factors, candidate.rank, self.dtype)
+        return self._int8 if candidate.method == "int8" else self.dense
+
+
+def measured_latents(base: Generator, count: int, seed: int, extra: Tensor | None = None) -> Tensor:
+    """`count` seeded w+ [count (+ extra), n_latent, style_dim], ψ-truncated; `extra` (e.g. the test face) appended."""
+    device = base.input.input.device
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        z = torch.randn(count, base.style_dim, generator=generator).to(device)
+        average = base.mapping(torch.randn(4096, base.style_dim, generator=generator).to(device)).mean(0, keepdim=True)
+        w = average + TRUNCATION * (base.mapping(z) - average)
+    latents = w[:, None].repeat(1, base.n_latent, 1)
+    if extra is not None:
+        latents = torch.cat([latents, extra.to(device, latents.dtype).reshape(-1, base.n_latent, base.style_dim)])
+    return latents
+
+
+def render_levels(generator: Generator, latents: Tensor) -> Tensor:
+    """The generator's images of `latents` in 8-bit levels (as saved images have them), uint8 [N, 3, H, W] on CPU."""
+    images = []
+    with torch.no_grad():
+        for start in range(0, len(latents), RENDER_BATCH):
+            batch = generator.synthesis(latents[start : start + RENDER_BATCH], noise="const")
+            images.append(((batch.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu())
+    return torch.cat(images)
+
+
+def compare(reference: Tensor, candidate: Tensor, off_levels: int) -> Quality:
+    """PSNR, largest error and % of pixels with a channel off by more than `off_levels`, between two level images."""
+    difference = (reference.int() - candidate.int()).abs()
+    mse = float(difference.double().pow(2).mean())
+    psnr = PSNR_CAP if mse == 0 else min(PSNR_CAP, 10 * math.log10(255**2 / mse))
+    off = (difference.amax(dim=1) > off_levels).double().mean()
+    return Quality(psnr, int(difference.max()), 100 * float(off))
+
+
+def measure(reference: Generator, candidate: Generator, latents: Tensor, off_levels: int) -> Quality:
+    """The quality of `candidate`'s renders against `reference`'s on `latents`."""
+    return compare(render_levels(reference, latents), render_levels(candidate, latents), off_levels)
+
+
+@dataclass
+class Plan:
+    """The chosen encoding of every tensor that changed, what it costs and what it was measured to do."""
+
+    encodings: dict[str, delta.Encoding]
+    tolerance: float
+    quality: Quality | None = None
+
+    @property
+    def bytes(self) -> int:
+        return sum(encoding.bytes for encoding in self.encodings.values())
+
+    def counts(self, keys: list[str]) -> dict[str, int]:
+        """How many base tensors each method stores (unchanged ones included)."""
+        methods = [self.encodings[key].method if key in self.encodings else "same" for key in keys]
+        return {method: methods.count(method) for method in delta.METHODS}
+
+
+def plan_at(options: Mapping[str, TensorOptions], tolerance: float) -> Plan:
+    """Every tensor at its cheapest candidate within `tolerance` (unchanged ones left out)."""
+    encodings = {}
+    for key, option in options.items():
+        candidate = option.choose(tolerance)
+        if candidate.method != "same":
+            encodings[key] = option.encoding(candidate)
+    return Plan(encodings, tolerance)
+
+
+def apply_plan(generator: Generator, base: Generator, plan: Plan) -> None:
+    """Write base + each planned difference into `generator`'s synthesis weights (the loader's arithmetic)."""
+    unchanged = delta.Encoding("same", {})
+    with torch.no_grad():
+        for key, parameter in generator.synthesis_parameters().items():
+            value = delta.decode(base.synthesis_parameters()[key], plan.encodings.get(key, unchanged))
+            parameter.copy_(value.to(parameter.device, parameter.dtype))
+
+
+def search(
+    options: Mapping[str, TensorOptions],
+    check: Callable[[Plan], Quality],
+    budget: CompactArgs,
+    max_rounds: int = MAX_ROUNDS,
+) -> tuple[Plan | None, int]:
+    """The cheapest measured plan that meets the budget (None when none did within `max_rounds`), and the rounds used.
+
+    The tolerance goes up (looser) while the budget holds and down while it fails, by TOLERANCE_STEP, until the
+    edge is bracketed; then the bracket is halved in log scale. A plan already measured is not rendered again.
+    """
+    passing: Plan | None = None
+    failing: float | None = None  # the tightest tolerance whose plan missed the budget
+    measured: dict[tuple, Quality] = {}
+    tolerance, rounds = START_TOLERANCE, 0
+    for _ in range(4 * max_rounds):
+        plan = plan_at(options, tolerance)
+        signature = tuple(sorted((key, encoding.method, encoding.rank) for key, encoding in plan.encodings.items()))
+        if signature not in measured:
+            if rounds == max_rounds:
+                break
+            measured[signature], rounds = check(plan), rounds + 1
+        plan.quality = measured[signature]
+        if plan.quality.meets(budget):
+            if passing is None or plan.bytes < passing.bytes:
+                passing = plan
+            if all(option.choose(tolerance) is option.candidates[0] for option in options.values()):
+                break  # every tensor at its cheapest: nothing looser to try
+        else:
+            failing = tolerance if failing is None else min(failing, tolerance)
+            if tolerance <= MIN_TOLERANCE:
+                break  # even (nearly) dense misses the budget
+        if passing is None:
+            tolerance = max(tolerance / TOLERANCE_STEP, MIN_TOLERANCE)
+        elif failing is None:
+            tolerance *= TOLERANCE_STEP
+        elif failing / passing.tolerance < 1.2:
+            break
+        else:
+            tolerance = math.sqrt(failing * passing.tolerance)
+    return passing, rounds
+
+
+def dense_bytes(base: Generator, dtype: str) -> int:
+    """The size of the pack's tensors stored in full (format 1) in `dtype`."""
+    size = torch.finfo(DTYPES[dtype]).bits // 8
+    return sum(value.numel() * size for value in base.synthesis_parameters().values())
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"
+
+
+def compact_pack(
+    pack: StylePack,
+    base: Generator,
+    base_fingerprint: str,
+    budget: CompactArgs | None = None,
+    *,
+    dtype: str = "float16",
+    extra_latents: Tensor | None = None,
+    methods: Collection[str] = delta.METHODS,
+) -> tuple[StylePack, str]:
+    """The pack stored as its difference from `base` within the budget, and one sentence saying what was done.
+
+    When no plan below the full size meets the budget, the full pack (format 1) comes back and the sentence says so.
+    A compact pack comes back as it is. Renders run on `base`'s device. `methods` limits the candidates (dense
+    always stays one): for comparing the methods.
+    """
+    budget = budget or CompactArgs()
+    if pack.is_compact:
+        pack.check_fits(base, base_fingerprint)
+        return pack, f"'{pack.name}' is already compact."
+    full = pack.expanded(base, base_fingerprint)
+    base_weights = base.synthesis_parameters()
+    options = {key: TensorOptions(full.tensors[key], base_weights[key], DTYPES[dtype], methods) for key in base_weights}
+    latents = measured_latents(base, budget.latents, budget.seed, extra_latents)
+    candidate_generator = copy.deepcopy(base)  # holds the full weights first, then each round's plan
+    with torch.no_grad():
+        for key, parameter in candidate_generator.synthesis_parameters().items():
+            parameter.copy_(full.tensors[key].to(parameter.device, parameter.dtype))
+    reference = render_levels(candidate_generator, latents)
+
+    def check(plan: Plan) -> Quality:
+        apply_plan(candidate_generator, base, plan)
+        return compare(reference, render_levels(candidate_generator, latents), budget.off_levels)
+
+    plan, rounds = search(options, check, budget)
+    full_bytes = dense_bytes(base, dtype)
+    if plan is None or plan.bytes >= full_bytes:
+        why = (
+            "no plan met the budget" if plan is None else f"the cheapest plan that met it took {megabytes(plan.bytes)}"
+        )
+        return full, (
+            f"'{pack.name}' was kept in full ({megabytes(full_bytes)}): {why} (PSNR ≥ {budget.min_psnr:g} dB, "
+            f"≤ {budget.max_off_percent:g} % of pixels off by more than {budget.off_levels} levels)."
+        )
+    keys = list(base_weights)
+    record = {
+        "methods": plan.counts(keys),
+        "ranks": sorted({e.rank for e in plan.encodings.values() if e.method == "lowrank"}),
+        "measured": plan.quality.record(),
+        "budget": dump(budget),
+        "latents": len(latents),
+        "tolerance": plan.tolerance,
+        "rounds": rounds,
+        "bytes": plan.bytes,
+        "full_bytes": full_bytes,
+        "dtype": dtype,
+    }
+    base_entry = pack.json_field("jojogan.base") | {"sha256": base_fingerprint}
+    metadata = pack.metadata | {
+        "jojogan.format_version": COMPACT_FORMAT_VERSION,
+        "jojogan.base": json.dumps(base_entry),
+        "jojogan.compression": json.dumps(record),
+    }
+    quality = plan.quality
+    message = (
+        f"Saved '{pack.name}' compact: {megabytes(plan.bytes)} instead of {megabytes(full_bytes)}, PSNR "
+        f"{quality.psnr:.1f} dB, {quality.off_percent:.2f} % of pixels off by more than {budget.off_levels} levels."
+    )
+    return StylePack(delta.stored_tensors(plan.encodings), metadata, pack.path, pack.preview), message
