@@ -257,7 +257,7 @@ def compact_pack(
     budget = budget or CompactArgs()
     if pack.is_compact:
         pack.check_fits(base, base_fingerprint)
-        return pack, f"'{pack.name}' is already compact."
+        return pack, "Already compact."
     full = pack.expanded(base, base_fingerprint)
     base_weights = base.synthesis_parameters()
     options = {key: TensorOptions(full.tensors[key], base_weights[key], DTYPES[dtype], methods) for key in base_weights}
@@ -275,11 +275,9 @@ def compact_pack(
     plan, rounds = search(options, check, budget)
     full_bytes = dense_bytes(base, dtype)
     if plan is None or plan.bytes >= full_bytes:
-        why = (
-            "no plan met the budget" if plan is None else f"the cheapest plan that met it took {megabytes(plan.bytes)}"
-        )
+        why = "no compact form met" if plan is None else f"the smallest that met it took {megabytes(plan.bytes)}"
         return full, (
-            f"'{pack.name}' was kept in full ({megabytes(full_bytes)}): {why} (PSNR ≥ {budget.min_psnr:g} dB, "
+            f"Kept in full ({megabytes(full_bytes)}): {why} the quality budget (PSNR ≥ {budget.min_psnr:g} dB, "
             f"≤ {budget.max_off_percent:g} % of pixels off by more than {budget.off_levels} levels)."
         )
     keys = list(base_weights)
@@ -301,9 +299,19 @@ def compact_pack(
         "jojogan.base": json.dumps(base_entry),
         "jojogan.compression": json.dumps(record),
     }
-    quality = plan.quality
-    message = (
-        f"Saved '{pack.name}' compact: {megabytes(plan.bytes)} instead of {megabytes(full_bytes)}, PSNR "
-        f"{quality.psnr:.1f} dB, {quality.off_percent:.2f} % of pixels off by more than {budget.off_levels} levels."
-    )
-    return StylePack(delta.stored_tensors(plan.encodings), metadata, pack.path, pack.preview), message
+    compacted = StylePack(delta.stored_tensors(plan.encodings), metadata, pack.path, pack.preview)
+    return compacted, describe(compacted.metadata) + "."
+
+
+def describe(metadata: Mapping[str, str]) -> str:
+    """What a pack's compression record says, in one line ('' for a pack without one)."""
+    try:
+        record = json.loads(metadata.get("jojogan.compression", "{}"))
+        measured, budget = record["measured"], record["budget"]
+        return (
+            f"Compact: {megabytes(record['bytes'])} instead of {megabytes(record['full_bytes'])}, PSNR "
+            f"{measured['psnr']:.1f} dB, {measured['off_percent']:.2f} % of pixels off by more than "
+            f"{budget['off_levels']} levels (budget ≥ {budget['min_psnr']:g} dB, ≤ {budget['max_off_percent']:g} %)"
+        )
+    except (ValueError, KeyError, TypeError):
+        return ""

@@ -599,10 +599,12 @@ def import_jojogan_style(
     render_preview: Callable[[Generator], Image.Image] | None = None,
     overwrite: bool = True,
     base_fingerprint: str | None = None,
+    compact: Callable[[StylePack], StylePack] | None = None,
 ) -> Path:
     """Convert a JoJoGAN style `.pt` ({"g": ...}) into a pack; refused when it does not fit `base`.
 
-    `render_preview(styled generator)` makes the pack's preview and thumbnail when given.
+    `render_preview(styled generator)` makes the pack's preview and thumbnail when given; `compact(pack)` the
+    pack that is saved (e.g. its compact form) when given.
     """
     src = Path(src)
     generator = jojogan_style_generator(src, base)
@@ -616,6 +618,8 @@ def import_jojogan_style(
         preview=preview,
         base_fingerprint=base_fingerprint,
     )
+    if compact is not None:
+        pack = compact(pack)
     return pack.save(dst, dtype, overwrite=overwrite)
 
 
@@ -752,13 +756,15 @@ class PackLibrary:
         render_preview: Callable[[Generator], Image.Image] | None = None,
         overwrite: bool = False,
         dtype: str = "float16",
+        compact: Callable[[StylePack], StylePack] | None = None,
     ) -> Path:
         """Add a style pack (.safetensors) or convert a JoJoGAN style (.pt, or `g.*` safetensors) as `name`.
 
         The one import gate of every front. Cheap checks (name, kind, header) come first, then `base()`
         (the base model, loaded on demand) and the full validation; nothing is written until the file is
         known to fit, and then pack and preview land together (the preview: the pack's thumbnail, else
-        `render_preview(styled generator)`). Refusals are PackError/CheckpointError sentences naming the file.
+        `render_preview(styled generator)`). A converted style is saved as `compact(pack)` when that is given (a
+        pack file is added as it is). Refusals are PackError/CheckpointError sentences naming the file.
         """
         source = Path(source)
         target = self.new_path(name, overwrite=overwrite)
@@ -770,7 +776,7 @@ class PackLibrary:
         if not is_pack:  # a JoJoGAN style: .pt, or safetensors with `g.*` tensors
             return import_jojogan_style(
                 source, target, base=checkpoint.generator, title=target.stem, dtype=dtype,
-                render_preview=render_preview, overwrite=overwrite, base_fingerprint=base_fingerprint,
+                render_preview=render_preview, overwrite=overwrite, base_fingerprint=base_fingerprint, compact=compact,
             )  # fmt: skip
         pack = load_pack(source)
         pack.check_fits(checkpoint.generator, base_fingerprint)
