@@ -199,6 +199,7 @@ class TrainingJobs:
                         on_faces=on_faces,
                         on_wait=on_wait,
                         compact=compact,
+                        pack_dtype=self.pack_dtype,
                     )
                     job.state, job.message = "saving", f"Saving style pack '{job.args.name}'…"
                     if self.observe is not None:

@@ -219,6 +219,7 @@ def finetune(
     on_faces: Callable[[list["AlignedReference"]], None] | None = None,
     on_wait: Callable[[], None] | None = None,
     compact: CompactArgs | None = None,
+    pack_dtype: str = "float16",
 ) -> StylePack:
     """JoJoGAN: finetune the base generator's synthesis network on the references; returns the pack (unsaved).
 
@@ -229,7 +230,7 @@ def finetune(
     hears, once the references are aligned, which face of each one trains (the documented order, largest first);
     `on_wait()` hears that the device is busy (a restyle) and the training waits for its turn. With `compact` (a
     budget) the pack comes back compact, measured on the seeded latents and the test face (or first reference),
-    or in full when no compact form within the budget is smaller.
+    or in full when no compact form within the budget is smaller (its parts in `pack_dtype`).
     """
     tuner, _ = runtime.on_device(lambda: Finetuner(runtime, references, args, test_face), on_wait)
     if on_faces is not None:
@@ -238,7 +239,8 @@ def finetune(
     pack = runtime.on_device(tuner.pack, on_wait)[0]
     if compact is None:
         return pack
-    return runtime.compact(pack, compact, extra_latents=tuner.run.preview_latent, on_wait=on_wait)[0]
+    latent = tuner.run.preview_latent
+    return runtime.compact(pack, compact, dtype=pack_dtype, extra_latents=latent, on_wait=on_wait)[0]
 
 
 def autocast_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype | None:

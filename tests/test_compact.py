@@ -102,7 +102,9 @@ def test_a_compact_pack_needs_its_own_base(tmp_path, models):
     compact, _ = compact_pack(pack, base, fingerprint, BUDGET)
     path = compact.save(tmp_path / "ink.safetensors")
     other = finetuned(base, seed=9)  # same architecture, other weights
-    with pytest.raises(PackError, match=r"ink\.safetensors stores only its difference from the base generator") as error:
+    with pytest.raises(
+        PackError, match=r"ink\.safetensors stores only its difference from the base generator"
+    ) as error:
         load_pack(path).generator(other)
     assert f"sha256 {fingerprint[:12]}" in str(error.value) and "load that base model" in str(error.value)
 
