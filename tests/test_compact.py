@@ -126,3 +126,26 @@ def test_the_test_face_latent_is_measured_too(models):
     face = measured_latents(base, 1, 123)
     compact, _ = compact_pack(pack, base, fingerprint, BUDGET, extra_latents=face)
     assert json.loads(compact.metadata["jojogan.compression"])["latents"] == BUDGET.latents + 1
+
+
+def test_library_compact_expand_and_import_keep_the_original(tiny_runtime, tmp_path):
+    runtime = tiny_runtime
+    base = runtime.base.generator
+    styled = finetuned(base, seed=3)
+    style = tmp_path / "ink_style.pt"
+    torch.save({"g": styled.state_dict()}, style)
+    full = runtime.import_pack(style, "ink")
+    compact = runtime.import_pack(style, "ink small", compact=True)
+    assert not load_pack(full).is_compact and load_pack(compact).is_compact
+    assert compact.stat().st_size < full.stat().st_size
+    before = full.read_bytes()
+    path, message = runtime.save_compact("ink", "ink-compact", budget=CompactArgs(latents=2, min_psnr=45))
+    assert message.startswith("Compact: ") and load_pack(path).is_compact and full.read_bytes() == before
+    assert path.with_name("ink-compact.preview.png").is_file()  # the preview comes along
+    expanded = runtime.save_expanded("ink-compact", "ink-full", dtype="float32")
+    restored = load_pack(expanded)
+    assert not restored.is_compact and "jojogan.compression" in restored.metadata  # it remembers what it went through
+    decoded = load_pack(path).expanded(base, runtime.base_fingerprint)
+    assert all(torch.equal(restored.tensors[key], decoded.tensors[key]) for key in decoded.tensors)
+    with pytest.raises(PackError, match="already exists"):
+        runtime.save_compact("ink", "ink-compact")
