@@ -16,6 +16,7 @@ from jojogan_ext.args import TrainArgs, field_info, parse
 from jojogan_ext.errors import JojoganError
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.nn.stylegan2 import Generator
+from jojogan_ext.packs import load_pack
 from jojogan_ext.ui import TRAIN_FIELDS, TabHandlers, build_tab, failure_message, train_values
 
 from tiny_models import save_styled_pack
@@ -159,6 +160,14 @@ def test_pack_management(handlers, tmp_path):
     status, file = handlers.download("shared")
     assert status == "'shared' is ready: save it with the link below." and file["visible"] is True
     assert Path(file["value"]).read_bytes() == source.read_bytes() and Path(file["value"]).name == "shared.safetensors"
+    status, file = handlers.download_compact("shared")
+    assert status.startswith("'shared' compact (") and "Compact: " in status and file["visible"] is True
+    compact = Path(file["value"])
+    assert compact.name == "shared.safetensors" and compact.stat().st_size < source.stat().st_size
+    assert (
+        load_pack(compact).is_compact
+        and (runtime.packs.folder / "shared.safetensors").read_bytes() == source.read_bytes()
+    )
 
     assert handlers.rename("shared", "renamed")[0] == "Renamed 'shared' to 'renamed'."
     assert handlers.rename("renamed", "original")[0].startswith("⚠️")  # taken
