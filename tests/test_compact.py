@@ -8,9 +8,9 @@ import torch
 from safetensors.torch import load_file
 
 from jojogan_ext import delta
-from jojogan_ext.args import CompactArgs
+from jojogan_ext.args import CompactArgs, parse, schema
 from jojogan_ext.compact import compact_pack, measure, measured_latents
-from jojogan_ext.errors import PackError
+from jojogan_ext.errors import JojoganError, PackError
 from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.packs import COMPACT_FORMAT_VERSION, StylePack, generator_fingerprint, load_pack, make_pack, save_pack
 
@@ -149,3 +149,19 @@ def test_library_compact_expand_and_import_keep_the_original(tiny_runtime, tmp_p
     assert all(torch.equal(restored.tensors[key], decoded.tensors[key]) for key in decoded.tensors)
     with pytest.raises(PackError, match="already exists"):
         runtime.save_compact("ink", "ink-compact")
+
+
+@pytest.mark.parametrize("end", ["low", "high"])
+def test_every_bound_of_the_budget_is_usable(models, end):
+    base, _, fingerprint, pack = models
+    fields = schema(CompactArgs)["properties"]
+    values = {name: prop["minimum" if end == "low" else "maximum"] for name, prop in fields.items()}
+    assert set(values) == {"min_psnr", "max_off_percent", "off_levels", "latents", "seed"}
+    budget = parse(CompactArgs, values)
+    result, message = compact_pack(pack, base, fingerprint, budget)
+    if result.is_compact:
+        assert json.loads(result.metadata["jojogan.compression"])["latents"] == budget.latents
+    else:  # 100 dB (high) or no pixel off by more than 0 levels (low) ask for identical renders: only full weights
+        assert message.startswith("Kept in full")
+    with pytest.raises(JojoganError, match="min_psnr"):
+        parse(CompactArgs, values | {"min_psnr": 101})
