@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from jojogan_ext import delta
-from jojogan_ext.args import CompactArgs, parse, schema
+from jojogan_ext.args import CompactArgs, parse, parse_recipe, schema
 from jojogan_ext.compact import compact_pack, measure, measured_latents
 from jojogan_ext.errors import JojoganError, PackError
 from jojogan_ext.nn.stylegan2 import Generator
@@ -149,6 +149,11 @@ def test_library_compact_expand_and_import_keep_the_original(tiny_runtime, tmp_p
     assert all(torch.equal(restored.tensors[key], decoded.tensors[key]) for key in decoded.tensors)
     with pytest.raises(PackError, match="already exists"):
         runtime.save_compact("ink", "ink-compact")
+    # a compact pack is a source for compositions like any other: its decoded weights are mixed
+    mixed = runtime.compose_pack("half", parse_recipe({"mode": "mix", "weights": {"ink-compact": 1, "base": 1}}))
+    half = load_pack(mixed).tensors["conv1.conv.weight"].float()
+    expected = (decoded.tensors["conv1.conv.weight"] + base.synthesis_parameters()["conv1.conv.weight"]) / 2
+    torch.testing.assert_close(half, expected, atol=2e-3, rtol=2e-3)  # float16 storage
 
 
 @pytest.mark.parametrize("end", ["low", "high"])
