@@ -27,7 +27,7 @@ RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
 START_TOLERANCE = 2.0**-5
 TOLERANCE_STEP = 4.0
 MIN_TOLERANCE = 2.0**-16
-MAX_ROUNDS = 8
+MAX_ROUNDS = 12
 TRUNCATION = 0.7  # the measured latents: ψ-truncated towards the average w, where inverted faces live
 RENDER_BATCH = 2  # latents rendered at once (a 1024 render's activations are ~1 GB per latent in float32)
 PSNR_CAP = 100.0  # identical renders: recorded as 100 dB (JSON has no infinity)
@@ -150,82 +150,130 @@ def measure(reference: Generator, candidate: Generator, latents: Tensor, off_lev
 
 @dataclass
 class Plan:
-    """The chosen encoding of every tensor that changed, what it costs and what it was measured to do."""
+    """The chosen candidate of every tensor, what it costs and what it was measured to do."""
 
-    encodings: dict[str, delta.Encoding]
-    tolerance: float
+    choices: dict[str, Candidate]
+    tolerance: float  # the loosest tolerance any tensor was chosen by
     quality: Quality | None = None
+    pinned: int = 0  # tensors kept tighter because loosening them alone broke the budget
 
     @property
     def bytes(self) -> int:
-        return sum(encoding.bytes for encoding in self.encodings.values())
+        return sum(candidate.bytes for candidate in self.choices.values())
 
-    def counts(self, keys: list[str]) -> dict[str, int]:
+    @property
+    def signature(self) -> tuple:
+        return tuple(sorted((key, candidate.method, candidate.rank) for key, candidate in self.choices.items()))
+
+    def encodings(self, options: Mapping[str, TensorOptions]) -> dict[str, delta.Encoding]:
+        """The stored form of every tensor that is not unchanged."""
+        return {key: options[key].encoding(c) for key, c in self.choices.items() if c.method != "same"}
+
+    def counts(self) -> dict[str, int]:
         """How many base tensors each method stores (unchanged ones included)."""
-        methods = [self.encodings[key].method if key in self.encodings else "same" for key in keys]
+        methods = [candidate.method for candidate in self.choices.values()]
         return {method: methods.count(method) for method in delta.METHODS}
 
 
 def plan_at(options: Mapping[str, TensorOptions], tolerance: float) -> Plan:
-    """Every tensor at its cheapest candidate within `tolerance` (unchanged ones left out)."""
-    encodings = {}
-    for key, option in options.items():
-        candidate = option.choose(tolerance)
-        if candidate.method != "same":
-            encodings[key] = option.encoding(candidate)
-    return Plan(encodings, tolerance)
+    """Every tensor at its cheapest candidate within `tolerance`."""
+    return Plan({key: option.choose(tolerance) for key, option in options.items()}, tolerance)
 
 
-def apply_plan(generator: Generator, base: Generator, plan: Plan) -> None:
-    """Write base + each planned difference into `generator`'s synthesis weights (the loader's arithmetic)."""
+def apply_plan(generator: Generator, base: Generator, encodings: Mapping[str, delta.Encoding]) -> None:
+    """Write base + each encoded difference into `generator`'s synthesis weights (the loader's arithmetic)."""
     unchanged = delta.Encoding("same", {})
     with torch.no_grad():
         for key, parameter in generator.synthesis_parameters().items():
-            value = delta.decode(base.synthesis_parameters()[key], plan.encodings.get(key, unchanged))
+            value = delta.decode(base.synthesis_parameters()[key], encodings.get(key, unchanged))
             parameter.copy_(value.to(parameter.device, parameter.dtype))
 
 
-def search(
-    options: Mapping[str, TensorOptions],
-    check: Callable[[Plan], Quality],
-    budget: CompactArgs,
-    max_rounds: int = MAX_ROUNDS,
-) -> tuple[Plan | None, int]:
-    """The cheapest measured plan that meets the budget (None when none did within `max_rounds`), and the rounds used.
+class Search:
+    """Finds the cheapest plan whose renders meet the budget, in at most `max_rounds` rounds of measurement.
 
-    The tolerance goes up (looser) while the budget holds and down while it fails, by TOLERANCE_STEP, until the
-    edge is bracketed; then the bracket is halved in log scale. A plan already measured is not rendered again.
+    First one tolerance for all tensors, ×/÷ TOLERANCE_STEP until a plan holds (and, when it held at once, until
+    one fails). Then, from the plan that held, the tolerance doubles step by step and the tensors that a looser
+    tolerance would make cheaper are tried as a group: a group that holds is kept, one that fails is halved and
+    its halves tried, and a tensor that breaks the budget on its own is pinned (kept as it is). So the few
+    tensors the picture is most sensitive to stay exact while the others get cheaper.
     """
-    passing: Plan | None = None
-    failing: float | None = None  # the tightest tolerance whose plan missed the budget
-    measured: dict[tuple, Quality] = {}
-    tolerance, rounds = START_TOLERANCE, 0
-    for _ in range(4 * max_rounds):
-        plan = plan_at(options, tolerance)
-        signature = tuple(sorted((key, encoding.method, encoding.rank) for key, encoding in plan.encodings.items()))
-        if signature not in measured:
-            if rounds == max_rounds:
+
+    def __init__(
+        self,
+        options: Mapping[str, TensorOptions],
+        check: Callable[[Plan], Quality],
+        budget: CompactArgs,
+        max_rounds: int = MAX_ROUNDS,
+    ) -> None:
+        self.options, self.check, self.budget, self.max_rounds = options, check, budget, max_rounds
+        self.rounds, self.best = 0, None
+        self._measured: dict[tuple, Quality] = {}
+
+    def holds(self, plan: Plan) -> bool | None:
+        """Whether `plan` meets the budget (measured once per distinct plan); None when no rounds are left."""
+        if plan.signature not in self._measured:
+            if self.rounds >= self.max_rounds:
+                return None
+            self._measured[plan.signature], self.rounds = self.check(plan), self.rounds + 1
+        plan.quality = self._measured[plan.signature]
+        if plan.quality.meets(self.budget):
+            if self.best is None or plan.bytes < self.best.bytes:
+                self.best = plan
+            return True
+        return False
+
+    def run(self) -> Plan | None:
+        """The cheapest plan that held (None when none did)."""
+        if self.bracket() is not None:
+            self.refine()
+        return self.best
+
+    def bracket(self) -> Plan | None:
+        """The cheapest plan one common tolerance gives that holds."""
+        tolerance, failed = START_TOLERANCE, False
+        while (held := self.holds(plan := plan_at(self.options, tolerance))) is not None:
+            if held and (failed or self.cheapest(plan)):
+                return plan
+            if not held and (self.best is not None or tolerance <= MIN_TOLERANCE):
                 break
-            measured[signature], rounds = check(plan), rounds + 1
-        plan.quality = measured[signature]
-        if plan.quality.meets(budget):
-            if passing is None or plan.bytes < passing.bytes:
-                passing = plan
-            if all(option.choose(tolerance) is option.candidates[0] for option in options.values()):
-                break  # every tensor at its cheapest: nothing looser to try
-        else:
-            failing = tolerance if failing is None else min(failing, tolerance)
-            if tolerance <= MIN_TOLERANCE:
-                break  # even (nearly) dense misses the budget
-        if passing is None:
-            tolerance = max(tolerance / TOLERANCE_STEP, MIN_TOLERANCE)
-        elif failing is None:
-            tolerance *= TOLERANCE_STEP
-        elif failing / passing.tolerance < 1.2:
-            break
-        else:
-            tolerance = math.sqrt(failing * passing.tolerance)
-    return passing, rounds
+            failed = failed or not held
+            tolerance = tolerance * TOLERANCE_STEP if held else max(tolerance / TOLERANCE_STEP, MIN_TOLERANCE)
+        return self.best
+
+    def cheapest(self, plan: Plan) -> bool:
+        return all(plan.choices[key] is option.candidates[0] for key, option in self.options.items())
+
+    def refine(self) -> None:
+        """Loosen groups of tensors beyond the best plan's tolerance, pinning those that break the budget alone."""
+        current, pinned = self.best, set()
+        tolerance = current.tolerance
+
+        def settled() -> bool:  # every tensor pinned or already at its cheapest
+            return all(key in pinned or current.choices[key] is self.options[key].candidates[0] for key in self.options)
+
+        while self.rounds < self.max_rounds and not settled():
+            tolerance *= 2
+            looser = {
+                key: choice
+                for key, option in self.options.items()
+                if key not in pinned and (choice := option.choose(tolerance)).bytes < current.choices[key].bytes
+            }
+            saving = sorted(looser, key=lambda key: current.choices[key].bytes - looser[key].bytes, reverse=True)
+            groups = [saving] if saving else []
+            while groups:
+                group = groups.pop()
+                trial = Plan(current.choices | {key: looser[key] for key in group}, tolerance, pinned=len(pinned))
+                held = self.holds(trial)
+                if held is None:
+                    return
+                if held:
+                    current = trial
+                elif len(group) == 1:
+                    pinned.add(group[0])
+                    self.best.pinned = len(pinned)
+                else:
+                    groups += [group[len(group) // 2 :], group[: len(group) // 2]]
 
 
 def dense_bytes(base: Generator, dtype: str) -> int:
@@ -269,10 +317,11 @@ def compact_pack(
     reference = render_levels(candidate_generator, latents)
 
     def check(plan: Plan) -> Quality:
-        apply_plan(candidate_generator, base, plan)
+        apply_plan(candidate_generator, base, plan.encodings(options))
         return compare(reference, render_levels(candidate_generator, latents), budget.off_levels)
 
-    plan, rounds = search(options, check, budget)
+    search = Search(options, check, budget)
+    plan = search.run()
     full_bytes = dense_bytes(base, dtype)
     if plan is None or plan.bytes >= full_bytes:
         why = "no compact form met" if plan is None else f"the smallest that met it took {megabytes(plan.bytes)}"
@@ -280,15 +329,16 @@ def compact_pack(
             f"Kept in full ({megabytes(full_bytes)}): {why} the quality budget (PSNR ≥ {budget.min_psnr:g} dB, "
             f"≤ {budget.max_off_percent:g} % of pixels off by more than {budget.off_levels} levels)."
         )
-    keys = list(base_weights)
+    encodings = plan.encodings(options)
     record = {
-        "methods": plan.counts(keys),
-        "ranks": sorted({e.rank for e in plan.encodings.values() if e.method == "lowrank"}),
+        "methods": plan.counts(),
+        "ranks": sorted({e.rank for e in encodings.values() if e.method == "lowrank"}),
         "measured": plan.quality.record(),
         "budget": dump(budget),
         "latents": len(latents),
         "tolerance": plan.tolerance,
-        "rounds": rounds,
+        "pinned": plan.pinned,
+        "rounds": search.rounds,
         "bytes": plan.bytes,
         "full_bytes": full_bytes,
         "dtype": dtype,
@@ -299,7 +349,7 @@ def compact_pack(
         "jojogan.base": json.dumps(base_entry),
         "jojogan.compression": json.dumps(record),
     }
-    compacted = StylePack(delta.stored_tensors(plan.encodings), metadata, pack.path, pack.preview)
+    compacted = StylePack(delta.stored_tensors(encodings), metadata, pack.path, pack.preview)
     return compacted, describe(compacted.metadata) + "."
 
 
