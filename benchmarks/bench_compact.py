@@ -127,6 +127,7 @@ def measure(options: argparse.Namespace) -> None:
             "measured": record.get("measured"),
             "latents": record.get("latents"),
             "rounds": record.get("rounds"),
+            "pinned": record.get("pinned"),
             "tolerance": record.get("tolerance"),
             "seconds": round(seconds, 1),
             "message": message,
