@@ -19,6 +19,7 @@ from . import delta
 from .args import CompactArgs, dump
 from .nn.stylegan2 import Generator
 from .packs import COMPACT_FORMAT_VERSION, DTYPES, StylePack
+from .weights import human_size
 
 # tensors below this many values are stored dense when they changed (biases, noise weights, ToRGB convs)
 SMALL_TENSOR_VALUES = 1024
@@ -282,10 +283,6 @@ def dense_bytes(base: Generator, dtype: str) -> int:
     return sum(value.numel() * size for value in base.synthesis_parameters().values())
 
 
-def megabytes(count: int) -> str:
-    return f"{count / 1e6:.1f} MB"
-
-
 def compact_pack(
     pack: StylePack,
     base: Generator,
@@ -324,9 +321,9 @@ def compact_pack(
     plan = search.run()
     full_bytes = dense_bytes(base, dtype)
     if plan is None or plan.bytes >= full_bytes:
-        why = "no compact form met" if plan is None else f"the smallest that met it took {megabytes(plan.bytes)}"
+        why = "no compact form met" if plan is None else f"the smallest that met it took {human_size(plan.bytes)}"
         return full, (
-            f"Kept in full ({megabytes(full_bytes)}): {why} the quality budget (PSNR ≥ {budget.min_psnr:g} dB, "
+            f"Kept in full ({human_size(full_bytes)}): {why} the quality budget (PSNR ≥ {budget.min_psnr:g} dB, "
             f"≤ {budget.max_off_percent:g} % of pixels off by more than {budget.off_levels} levels)."
         )
     encodings = plan.encodings(options)
@@ -359,7 +356,7 @@ def describe(metadata: Mapping[str, str]) -> str:
         record = json.loads(metadata.get("jojogan.compression", "{}"))
         measured, budget = record["measured"], record["budget"]
         return (
-            f"Compact: {megabytes(record['bytes'])} instead of {megabytes(record['full_bytes'])}, PSNR "
+            f"Compact: {human_size(record['bytes'])} instead of {human_size(record['full_bytes'])}, PSNR "
             f"{measured['psnr']:.1f} dB, {measured['off_percent']:.2f} % of pixels off by more than "
             f"{budget['off_levels']} levels (budget ≥ {budget['min_psnr']:g} dB, ≤ {budget['max_off_percent']:g} %)"
         )

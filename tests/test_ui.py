@@ -90,7 +90,8 @@ def test_train_follows_the_job_and_refreshes_the_packs(handlers, reference):
     updates = list(handlers.train([reference], None, False, *defaults(name="ui style", iterations=2, seed=1)))
     assert len(updates) >= 2 and all(len(update) == 6 for update in updates)
     status, preview, gallery, names, selected, restyle_pack = updates[-1]
-    assert status == "Saved style pack 'ui style'. It is chosen in the Restyle tab: upload a picture there to try it."
+    assert status.startswith("Saved style pack 'ui style'. Compact: ")  # saved compact by default, and says how
+    assert status.endswith(". It is chosen in the Restyle tab: upload a picture there to try it.")
     assert isinstance(preview, Image.Image) and names == ["ui style"]
     assert selected["value"] == "ui style" and restyle_pack == gr.update(choices=["ui style"], value="ui style")
     assert [caption for _, caption in gallery] == ["ui style"]
