@@ -24,10 +24,11 @@ from .weights import human_size
 # tensors below this many values are stored dense when they changed (biases, noise weights, ToRGB convs)
 SMALL_TENSOR_VALUES = 1024
 RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384)
-# the tolerance search: start, step (×/÷ until the budget's edge is bracketed), end, rounds of measurement
-START_TOLERANCE = 2.0**-5
+# the tolerance search (the relative error that costs one byte, see TensorOptions.choose): start, step (×/÷ until
+# the budget's edge is bracketed), end, rounds of measurement
+START_TOLERANCE = 2.0**-20
 TOLERANCE_STEP = 4.0
-MIN_TOLERANCE = 2.0**-16
+MIN_TOLERANCE = 2.0**-44
 MAX_ROUNDS = 12
 TRUNCATION = 0.7  # the measured latents: ψ-truncated towards the average w, where inverted faces live
 RENDER_BATCH = 2  # latents rendered at once (a 1024 render's activations are ~1 GB per latent in float32)
@@ -85,30 +86,43 @@ class TensorOptions:
         int8 = Candidate("int8", 0, self._int8.bytes, int8_error)
         left, right, singular = delta.svd_factors(difference)
         self._factors = (left, right)
-        tail = singular.double().pow(2).flip(0).cumsum(0).flip(0).sqrt()  # tail[r] = ‖σ[r:]‖
-        size = torch.finfo(dtype).bits // 8
+        errors = lowrank_errors(left, right, singular)
         ranks = [
-            Candidate(
-                "lowrank", rank, size * rank * (rows + cols), float(tail[rank]) / norm if rank < len(tail) else 0.0
-            )
+            Candidate("lowrank", rank, rank * (rows + cols) + 4 * (rows + rank), float(errors[rank - 1]) / norm)
             for rank in RANKS
-            if rank < min(rows, cols) and size * rank * (rows + cols) < int8.bytes
+            if rank < min(rows, cols) and rank * (rows + cols) + 4 * (rows + rank) < int8.bytes
         ]
         same = Candidate("same", 0, 0, float(difference.norm()) / norm)
         # dense always stays a choice: it is the fallback when nothing else is exact enough
         self.candidates = [c for c in (same, *ranks, int8) if c.method in methods] + [dense]
 
     def choose(self, tolerance: float) -> Candidate:
-        """The cheapest candidate within `tolerance` (the most exact one when none is)."""
-        within = [candidate for candidate in self.candidates if candidate.error <= tolerance]
-        return within[0] if within else min(self.candidates, key=lambda candidate: candidate.error)
+        """The candidate with the least bytes + (error / tolerance)²: one price for squared error across tensors.
+
+        Each tensor's error adds about independently to the image's, so its squared relative errors add up; one
+        price for all tensors spends the error where it saves the most bytes (rate-distortion allocation).
+        """
+        return min(self.candidates, key=lambda candidate: candidate.bytes + (candidate.error / tolerance) ** 2)
 
     def encoding(self, candidate: Candidate) -> delta.Encoding:
         if candidate.method == "same":
             return delta.Encoding("same", {})
         if candidate.method == "lowrank":
-            return delta.encode_lowrank(*self._factors, candidate.rank, self.dtype)
+            return delta.encode_lowrank(*self._factors, candidate.rank)
         return self._int8 if candidate.method == "int8" else self.dense
+
+
+def lowrank_errors(left: Tensor, right: Tensor, singular: Tensor) -> Tensor:
+    """For every rank r = 1 … k, about ‖M − decoded rank-r factors‖: the truncation (‖σ[r:]‖) and the int8
+    rounding of both factors (uniform rounding noise, variance scale²/12 per entry), added in quadrature."""
+    tail = singular.double().pow(2).flip(0).cumsum(0).flip(0)  # tail[r] = Σ σ[r:]²
+    truncation = torch.cat([tail[1:], tail.new_zeros(1)])  # what is left after keeping r = 1 … k
+    left, right = left.double(), right.double()
+    left_scales = left.abs().cummax(dim=1).values.pow(2).sum(0) / delta.INT8_LEVELS**2  # Σ_rows scale², per r
+    right_scales = (right.abs().amax(dim=1) / delta.INT8_LEVELS).pow(2).cumsum(0)  # Σ_{j<r} scale_j²
+    left_norms, right_norms = left.pow(2).sum(0).cumsum(0), right.pow(2).sum(1).cumsum(0)  # ‖U_r‖², ‖V_r‖²
+    rounding = (left_scales * right_norms + left_norms * right_scales) / 12
+    return (truncation + rounding).sqrt()
 
 
 def measured_latents(base: Generator, count: int, seed: int, extra: Tensor | None = None) -> Tensor:

@@ -1,9 +1,10 @@
 """The tensors of a compact style pack (format 2): each synthesis tensor as its difference from the base model.
 
 Per base tensor `K` a pack stores at most one of: nothing (unchanged), `K.delta` (dense difference),
-`K.u` + `K.v` (a low-rank difference of the tensor seen as a [rows, cols] matrix), or `K.q` + `K.scale` (int8
-with one scale per row). Encoding, the checks a stranger's file must pass (by header shapes first, so nothing
-is decoded before it is known to fit the base) and decoding. No files, no models: plain tensors.
+`K.u` + `K.v` (a low-rank difference of the tensor seen as a [rows, cols] matrix; both factors int8, one scale
+per row in `K.u_scale` / `K.v_scale`), or `K.q` + `K.scale` (int8 with one scale per row). Encoding, the checks a
+stranger's file must pass (by header shapes first, so nothing is decoded before it is known to fit the base) and
+decoding. No files, no models: plain tensors.
 """
 
 import math
@@ -17,11 +18,13 @@ from .errors import PackError
 
 METHODS = ("same", "lowrank", "int8", "dense")
 # the stored parts of each method, by tensor-name suffix
-PARTS = {"dense": ("delta",), "lowrank": ("u", "v"), "int8": ("q", "scale")}
+PARTS = {"dense": ("delta",), "lowrank": ("u", "u_scale", "v", "v_scale"), "int8": ("q", "scale")}
 SUFFIXES = {suffix: method for method, parts in PARTS.items() for suffix in parts}
 FLOAT_DTYPES = ("F16", "F32", "BF16")
 # the safetensors dtype each part may have
-PART_DTYPES = {"delta": FLOAT_DTYPES, "u": FLOAT_DTYPES, "v": FLOAT_DTYPES, "q": ("I8",), "scale": ("F32", "F16")}
+SCALE_DTYPES = ("F32", "F16")
+PART_DTYPES = {"delta": FLOAT_DTYPES, "q": ("I8",), "scale": SCALE_DTYPES}
+PART_DTYPES |= {"u": ("I8",), "v": ("I8",), "u_scale": SCALE_DTYPES, "v_scale": SCALE_DTYPES}
 INT8_LEVELS = 127
 
 
@@ -74,39 +77,47 @@ def encode_dense(target: Tensor, base: Tensor, dtype: torch.dtype) -> Encoding:
     return Encoding("dense", {"delta": difference.to(dtype).contiguous()})
 
 
-def encode_lowrank(left: Tensor, right: Tensor, rank: int, dtype: torch.dtype) -> Encoding:
-    """The first `rank` factors of an SVD (left = U·S [rows, k], right = Vᵀ [k, cols]), in `dtype`."""
-    return Encoding(
-        "lowrank", {"u": left[:, :rank].to(dtype).contiguous(), "v": right[:rank].to(dtype).contiguous()}, rank
-    )
+def quantise_rows(matrix: Tensor) -> tuple[Tensor, Tensor]:
+    """int8 levels of a [rows, cols] matrix and one float32 scale per row (the row's largest |value| / 127)."""
+    matrix = matrix.float()
+    scale = matrix.abs().amax(dim=1) / INT8_LEVELS  # [rows]
+    levels = torch.where(scale[:, None] > 0, matrix / scale.clamp_min(torch.finfo(torch.float32).tiny)[:, None], 0.0)
+    return levels.round().clamp(-INT8_LEVELS, INT8_LEVELS).to(torch.int8).contiguous(), scale.contiguous()
+
+
+def encode_lowrank(left: Tensor, right: Tensor, rank: int) -> Encoding:
+    """The first `rank` factors of an SVD (left [rows, k], right [k, cols], balanced), each int8 per row."""
+    u, u_scale = quantise_rows(left[:, :rank])
+    v, v_scale = quantise_rows(right[:rank])
+    return Encoding("lowrank", {"u": u, "u_scale": u_scale, "v": v, "v_scale": v_scale}, rank)
 
 
 def encode_int8(delta: Tensor) -> Encoding:
     """int8 levels in the tensor's own shape and one float32 scale per row (the row's largest |value| / 127)."""
-    rows, cols = matrix_shape(delta.shape)
-    matrix = delta.reshape(rows, cols).float()
-    scale = matrix.abs().amax(dim=1) / INT8_LEVELS  # [rows]
-    levels = torch.where(scale[:, None] > 0, matrix / scale.clamp_min(torch.finfo(torch.float32).tiny)[:, None], 0.0)
-    quantised = levels.round().clamp(-INT8_LEVELS, INT8_LEVELS).to(torch.int8)
-    return Encoding("int8", {"q": quantised.reshape(delta.shape).contiguous(), "scale": scale.contiguous()})
+    levels, scale = quantise_rows(delta.reshape(matrix_shape(delta.shape)))
+    return Encoding("int8", {"q": levels.reshape(delta.shape), "scale": scale})
 
 
 def svd_factors(delta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(left [rows, k], right [k, cols], singular values [k], largest first) of a difference seen as its
     [rows, cols] matrix, k = min(rows, cols): left[:, :r] @ right[:r] is its best rank-r approximation.
 
-    From the eigenvectors of the smaller Gram matrix (float64): a fraction of a full SVD's time on wide matrices.
+    The singular values are split evenly between the factors (U·√S, √S·Vᵀ), so both quantise alike. From the
+    eigenvectors of the smaller Gram matrix (float64): a fraction of a full SVD's time on wide matrices.
     """
     rows, cols = matrix_shape(delta.shape)
     matrix = delta.reshape(rows, cols).double()
     wide = rows <= cols
     values, vectors = torch.linalg.eigh(matrix @ matrix.T if wide else matrix.T @ matrix)
     values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)  # largest first
-    if wide:  # M ≈ U (Uᵀ M)
-        left, right = vectors, vectors.T @ matrix
-    else:  # M ≈ (M V) Vᵀ
-        left, right = matrix @ vectors, vectors.T
-    return left.float(), right.float(), values.sqrt().float()
+    singular = values.sqrt()
+    root = singular.sqrt()
+    inverse = torch.where(root > 0, 1 / root.clamp_min(1e-150), 0.0)
+    if wide:  # M ≈ U·S·Vᵀ with S·Vᵀ = Uᵀ M
+        left, right = vectors * root, inverse[:, None] * (vectors.T @ matrix)
+    else:  # M ≈ U·S·Vᵀ with U·S = M V
+        left, right = (matrix @ vectors) * inverse, root[:, None] * vectors.T
+    return left.float(), right.float(), singular.float()
 
 
 def decoded_delta(encoding: Encoding, shape: torch.Size) -> Tensor:
@@ -115,7 +126,8 @@ def decoded_delta(encoding: Encoding, shape: torch.Size) -> Tensor:
     if encoding.method == "dense":
         return parts["delta"].float().reshape(shape)
     if encoding.method == "lowrank":
-        return (parts["u"].float() @ parts["v"].float()).reshape(shape)
+        left = parts["u"].float() * parts["u_scale"].float()[:, None]
+        return (left @ (parts["v"].float() * parts["v_scale"].float()[:, None])).reshape(shape)
     if encoding.method == "int8":
         rows, cols = matrix_shape(shape)
         return (parts["q"].float().reshape(rows, cols) * parts["scale"].float()[:, None]).reshape(shape)
@@ -142,7 +154,7 @@ def group_parts(names: list[str], where: str) -> dict[str, dict[str, str]]:
         key, suffix = split_name(name)
         if suffix not in SUFFIXES or not key:
             raise PackError(
-                f"{where}: tensor {name[:80]!r} is not a part of a compact pack (.delta, .u/.v, .q/.scale)."
+                f"{where}: tensor {name[:80]!r} is not a part of a compact pack (.delta, .u/.v/.u_scale/.v_scale, .q/.scale)."
             )
         grouped.setdefault(key, {})[suffix] = name
     for key, parts in grouped.items():
@@ -172,6 +184,11 @@ def check_header(header: Mapping[str, Mapping], where: str) -> None:
             if not 1 <= u[1] <= min(u[0], v[1]):
                 raise PackError(
                     f"{where}: the low-rank factors of {key} claim rank {u[1]}, more than a {u[0]}×{v[1]} matrix has."
+                )
+            if shapes["u_scale"] != [u[0]] or shapes["v_scale"] != [v[0]]:
+                raise PackError(
+                    f"{where}: the low-rank scales of {key} have shapes {shapes['u_scale']} and {shapes['v_scale']}; "
+                    f"its factors need [{u[0]}] and [{v[0]}]."
                 )
         if "q" in shapes and shapes["scale"] != [matrix_shape(shapes["q"])[0]]:
             raise PackError(
@@ -227,7 +244,7 @@ def check_values(tensors: Mapping[str, Tensor], where: str) -> None:
     for name, value in tensors.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise PackError(f"{where}: tensor {name} contains NaN or infinite values; the pack is damaged.")
-        if split_name(name)[1] == "scale" and bool((value < 0).any()):
+        if split_name(name)[1] in ("scale", "u_scale", "v_scale") and bool((value < 0).any()):
             raise PackError(f"{where}: tensor {name} holds negative int8 scales; the pack is damaged.")
 
 

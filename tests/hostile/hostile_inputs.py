@@ -220,7 +220,7 @@ def compact_parts(base: Generator) -> dict[str, torch.Tensor]:
     changes = {key: 0.05 * torch.randn_like(weights[key]) for key in ("conv1.conv.weight", "convs.0.conv.weight")}
     left, right, _ = delta.svd_factors(changes["conv1.conv.weight"])
     encodings = {
-        "conv1.conv.weight": delta.encode_lowrank(left, right, 4, torch.float16),
+        "conv1.conv.weight": delta.encode_lowrank(left, right, 4),
         "convs.0.conv.weight": delta.encode_int8(changes["convs.0.conv.weight"]),
         "conv1.activate.bias": delta.encode_dense(weights["conv1.activate.bias"] + 0.1, weights["conv1.activate.bias"], torch.float16),
     }  # fmt: skip
@@ -249,12 +249,17 @@ def compact_cases(folder: Path, base: Generator) -> dict[str, tuple[bytes, str]]
         "compact_scale_shape": ({"convs.0.conv.weight.scale": scale[:-1]}, metadata, "int8 scales of convs.0.conv.weight have shape"),
         "compact_nan_scale": ({"convs.0.conv.weight.scale": scale * float("nan")}, metadata, "contains NaN or infinite"),
         "compact_negative_scale": ({"convs.0.conv.weight.scale": -scale}, metadata, "negative int8 scales"),
-        "compact_huge_rank": ({f"{key}.u": torch.zeros(u.shape[0], 999), f"{key}.v": torch.zeros(999, v.shape[1])},
+        "compact_huge_rank": ({f"{key}.u": torch.zeros(u.shape[0], 999, dtype=torch.int8),
+                               f"{key}.v": torch.zeros(999, v.shape[1], dtype=torch.int8)},
                               metadata, "claim rank 999, more than"),
+        "compact_lowrank_scale_shape": ({f"{key}.v_scale": valid[f"{key}.v_scale"][:-1]}, metadata,
+                                        "the low-rank scales of conv1.conv.weight have shapes"),
+        "compact_float_factors": ({f"{key}.u": u.float()}, metadata, "has dtype F32; it must be I8"),
         "compact_factors_mismatch": ({f"{key}.v": v[:-1]}, metadata, "which do not multiply"),
         # rank 1 of a 10⁵ × 10⁵ matrix: 0.4 MB in the file, 40 GB decoded; refused by its shape, never decoded
-        "compact_decodes_huge": ({f"{key}.u": torch.zeros(10**5, 1, dtype=torch.float16),
-                                  f"{key}.v": torch.zeros(1, 10**5, dtype=torch.float16)},
+        "compact_decodes_huge": ({f"{key}.u": torch.zeros(10**5, 1, dtype=torch.int8),
+                                  f"{key}.u_scale": torch.zeros(10**5), f"{key}.v_scale": torch.zeros(1),
+                                  f"{key}.v": torch.zeros(1, 10**5, dtype=torch.int8)},
                                  metadata, "the difference of conv1.conv.weight is [100000, 100000]"),
         "compact_delta_shape": ({"conv1.activate.bias.delta": torch.zeros(3)}, metadata, "does not fit the base model"),
         "compact_int_delta": ({"conv1.activate.bias.delta": torch.zeros(16, dtype=torch.int8)}, metadata, "must be F16/F32/BF16"),
