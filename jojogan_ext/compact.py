@@ -1,9 +1,10 @@
 """Compact style packs: store each synthesis tensor's difference from the base as cheaply as an image budget allows.
 
-Per tensor the candidates are: unchanged, low-rank (truncated SVD), int8 with per-row scales, dense. A global
-tolerance picks, for every tensor, the cheapest candidate whose relative weight error stays under it; fixed
-latents rendered with the full and the compact weights say whether the budget (PSNR, pixels off) holds, and the
-tolerance moves until the cheapest plan that holds is found. Plain tensors and generators: no files, no web UI.
+Per tensor the candidates are: unchanged, low-rank (truncated SVD, int8 factors), int8 with per-row scales, dense.
+One price for squared relative weight error picks every tensor's candidate (least bytes + (error / tolerance)²);
+fixed latents rendered with the full and the compact weights say whether the budget (PSNR, pixels off) holds, and
+`Search` moves the price, then loosens groups of tensors, until the cheapest plan that holds is found. Plain
+tensors and generators: no files, no web UI.
 """
 
 import copy
@@ -168,7 +169,7 @@ class Plan:
     """The chosen candidate of every tensor, what it costs and what it was measured to do."""
 
     choices: dict[str, Candidate]
-    tolerance: float  # the loosest tolerance any tensor was chosen by
+    tolerance: float  # the loosest price (see TensorOptions.choose) any tensor was chosen at
     quality: Quality | None = None
     pinned: int = 0  # tensors kept tighter because loosening them alone broke the budget
 
@@ -191,7 +192,7 @@ class Plan:
 
 
 def plan_at(options: Mapping[str, TensorOptions], tolerance: float) -> Plan:
-    """Every tensor at its cheapest candidate within `tolerance`."""
+    """Every tensor at its best candidate for the price `tolerance` (see TensorOptions.choose)."""
     return Plan({key: option.choose(tolerance) for key, option in options.items()}, tolerance)
 
 
