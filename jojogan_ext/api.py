@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator, Mapping
@@ -176,11 +177,16 @@ def pack_summary(info: PackInfo, thumbnail: bool = False) -> dict[str, Any]:
     }
 
 
-def file_chunks(file: BinaryIO, chunk_bytes: int = 2**20) -> Iterator[bytes]:
-    """An open file's bytes in chunks, closing it at the end (the download streams from a handle, not a path)."""
-    with file:
-        while chunk := file.read(chunk_bytes):
-            yield chunk
+def file_chunks(file: BinaryIO, temp_folder: Path | None = None, chunk_bytes: int = 2**20) -> Iterator[bytes]:
+    """An open file's bytes in chunks, closing it at the end (the download streams from a handle, not a path);
+    `temp_folder` (where a made-for-download file lies) is removed then too."""
+    try:
+        with file:
+            while chunk := file.read(chunk_bytes):
+                yield chunk
+    finally:
+        if temp_folder is not None:
+            shutil.rmtree(temp_folder, ignore_errors=True)
 
 
 # --- request bodies ------------------------------------------------------------------------------
@@ -391,9 +397,24 @@ def create_router(
             return pack_summary(runtime.packs.info(name), thumbnail)
 
     @router.get("/packs/{name}/file")
-    def download_pack(name: str) -> StreamingResponse:
+    def download_pack(
+        name: str,
+        compact: bool = Query(
+            False,
+            description="The compact form: a full pack is compacted for this download (the library is unchanged).",
+        ),
+    ) -> StreamingResponse:
         """The style pack's .safetensors file (opened first: a delete meanwhile answers 404 or the whole file)."""
         path = existing_pack(name)
+        folder = None
+        if compact:
+            folder = Path(tempfile.mkdtemp(prefix="jojogan-download-"))
+            try:
+                with http_errors("Compacting the style pack"), exclusive():
+                    path = runtime.compact_copy(path.stem, folder)[0]
+            except HTTPException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
         try:
             file = path.open("rb")
         except FileNotFoundError:
@@ -404,7 +425,7 @@ def create_router(
             "content-length": str(os.fstat(file.fileno()).st_size),
             "content-disposition": f"attachment; {disposition}",
         }
-        return StreamingResponse(file_chunks(file), media_type="application/octet-stream", headers=headers)
+        return StreamingResponse(file_chunks(file, folder), media_type="application/octet-stream", headers=headers)
 
     @router.post("/packs", status_code=201)
     async def upload_pack(
@@ -412,6 +433,7 @@ def create_router(
         name: str = Query(..., description="Name of the new style pack."),
         overwrite: bool = Query(False, description="Replace an existing pack of that name."),
         filename: str | None = Query(None, description="The file's own name, used in messages (and for its kind)."),
+        compact: bool = Query(False, description="Save a converted JoJoGAN style compact (a pack file is kept as is)."),
     ) -> dict:
         """Add a style pack (.safetensors) or convert a JoJoGAN style (.pt); the raw file is the body."""
         with http_errors("Importing the style pack"):
@@ -421,7 +443,7 @@ def create_router(
 
             def work() -> dict:
                 with http_errors("Importing the style pack"), exclusive():
-                    path = runtime.import_pack(upload, name, overwrite=overwrite)
+                    path = runtime.import_pack(upload, name, overwrite=overwrite, compact=compact)
                     return pack_summary(runtime.packs.info(path.stem))
 
             return await run_in_threadpool(work)

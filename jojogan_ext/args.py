@@ -204,6 +204,20 @@ def check_face_packs(face_packs: dict[int, str]) -> dict[int, str]:
     return dict(sorted(face_packs.items()))
 
 
+class CompactArgs(StrictModel):
+    """The image-space budget of a compact pack: how close its renders must stay to those of the full weights."""
+
+    min_psnr: float = Field(40.0, ge=20.0, le=100.0, description="Least PSNR (dB, 8-bit) of the compact renders.")
+    max_off_percent: float = Field(
+        1.0, ge=0.0, le=100.0, description="Most pixels (%) whose error exceeds off_levels in any channel."
+    )
+    off_levels: int = Field(4, ge=0, le=255, description="Error (8-bit levels) from which a pixel counts as off.")
+    latents: int = Field(
+        8, ge=1, le=32, description="Seeded latents rendered to measure (plus the test face's when there is one)."
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of the measured latents.")
+
+
 class RestyleArgs(StrictModel):
     """How to restyle the faces of an image with a style pack."""
 

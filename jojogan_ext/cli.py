@@ -19,7 +19,18 @@ from pydantic import BaseModel
 from tqdm import tqdm
 
 from . import __version__, weights
-from .args import Recipe, RestyleArgs, TrainArgs, dump, field_info, parse, parse_face_packs, parse_recipe, schema
+from .args import (
+    CompactArgs,
+    Recipe,
+    RestyleArgs,
+    TrainArgs,
+    dump,
+    field_info,
+    parse,
+    parse_face_packs,
+    parse_recipe,
+    schema,
+)
 from .errors import JojoganError
 from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES, NETWORKS, resolve_network
 from .images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageLimits
@@ -97,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-face", type=Path, help="a photo to preview the style on while training")
     train.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="pack precision")
     train.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
+    train.add_argument(
+        "--dense", action="store_true", help="save the full weights (format 1) instead of a compact pack (format 2)"
+    )
     add_model_flags(train, TrainArgs)
 
     restyle = commands.add_parser("restyle", help="restyle the faces of images (files or folders)")
@@ -112,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_flags(restyle, RestyleArgs)
 
-    packs = commands.add_parser("packs", help="list, show, rename, delete, blend or mix style packs")
+    packs = commands.add_parser("packs", help="list, show, rename, delete, compact, expand, blend or mix style packs")
     packs_commands = packs.add_subparsers(dest="packs_command", required=True)
     packs_commands.add_parser("list")
     packs_commands.add_parser("show").add_argument("name")
@@ -120,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     rename = packs_commands.add_parser("rename")
     rename.add_argument("old")
     rename.add_argument("new")
+    compact = packs_commands.add_parser(
+        "compact", help="save a pack as its difference from the base, within a measured quality budget"
+    )
+    compact.add_argument("name")
+    compact.add_argument("--out", help="name of the compact pack (default: NAME-compact); the original stays")
+    compact.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
+    add_model_flags(compact, CompactArgs)
+    expand = packs_commands.add_parser("expand", help="save a compact pack with its full weights (format 1)")
+    expand.add_argument("name")
+    expand.add_argument("--out", help="name of the full pack (default: NAME-full); the original stays")
+    expand.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
+    expand.add_argument("--dtype", choices=["float16", "float32"], default="float16", help="pack precision")
     blend = packs_commands.add_parser(
         "blend", help="layer swap: resolutions up to --at from --low, above it from --high (packs or 'base')"
     )
@@ -143,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--dtype", choices=["float16", "float32"], default="float16", help="precision of converted .pt"
     )
     importer.add_argument("--overwrite", action="store_true", help="replace an existing pack of that name")
+    importer.add_argument(
+        "--compact", action="store_true", help="save a converted .pt compact (its difference from the base model)"
+    )
 
     download = commands.add_parser("download", help="download model files or published styles")
     download.add_argument("names", nargs="*", help="catalog names (default: the base models)")
@@ -209,6 +238,7 @@ def image_files(inputs: Sequence[Path]) -> list[Path]:
 
 
 def run_train(options: argparse.Namespace) -> None:
+    from .compact import describe
     from .train import finetune
 
     args = parse(TrainArgs, {"name": options.name, **model_values(options, TrainArgs)})
@@ -227,9 +257,18 @@ def run_train(options: argparse.Namespace) -> None:
             lines = [reference.describe(number) for number, reference in enumerate(chosen, 1)]
             tqdm.write("training on " + "; ".join(lines), file=sys.stderr)
 
-        pack = finetune(runtime, references, args, on_progress, test_face=test_face, on_faces=on_faces)
+        compact = None if options.dense else CompactArgs()
+        pack = finetune(
+            runtime, references, args, on_progress, test_face=test_face, on_faces=on_faces, compact=compact,
+            pack_dtype=options.dtype,
+        )  # fmt: skip
     pack.save(path, options.dtype, overwrite=options.overwrite)
-    print(f"saved style pack '{path.stem}' to {path}")
+    note = ""
+    if pack.is_compact:
+        note = f". {describe(pack.metadata)}"
+    elif compact is not None:
+        note = ". Kept in full: no compact form within the quality budget was smaller"
+    print(f"saved style pack '{path.stem}' to {path}{note}")
 
 
 def run_restyle(options: argparse.Namespace) -> None:
@@ -311,11 +350,27 @@ def run_compose(options: argparse.Namespace) -> None:
     print(f"saved style pack '{path.stem}' to {path}")
 
 
+def run_compact(options: argparse.Namespace) -> None:
+    runtime = make_runtime(options)
+    if options.packs_command == "compact":
+        budget = parse(CompactArgs, model_values(options, CompactArgs))
+        target = options.out or f"{options.name}-compact"
+        path, message = runtime.save_compact(options.name, target, overwrite=options.overwrite, budget=budget)
+    else:
+        target = options.out or f"{options.name}-full"
+        path = runtime.save_expanded(options.name, target, overwrite=options.overwrite, dtype=options.dtype)
+        message = "Full weights (format 1)."
+    print(f"saved style pack '{path.stem}' to {path} ({weights.human_size(path.stat().st_size)}). {message}")
+
+
 def run_packs(options: argparse.Namespace) -> None:
     from .packs import PackLibrary
 
     if options.packs_command in ("blend", "mix"):
         run_compose(options)
+        return
+    if options.packs_command in ("compact", "expand"):
+        run_compact(options)
         return
     library = PackLibrary(options.models_dir / "styles")
     if options.packs_command == "list":
@@ -336,7 +391,9 @@ def run_packs(options: argparse.Namespace) -> None:
 def run_import(options: argparse.Namespace) -> None:
     runtime = make_runtime(options)
     name = options.name or options.source.stem
-    path = runtime.import_pack(options.source, name, overwrite=options.overwrite, dtype=options.dtype)
+    path = runtime.import_pack(
+        options.source, name, overwrite=options.overwrite, dtype=options.dtype, compact=options.compact
+    )
     print(f"imported '{options.source.name}' as style pack '{path.stem}'")
 
 

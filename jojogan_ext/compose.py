@@ -182,8 +182,7 @@ class Composer:
         key = file_stamp(path)
         with self._lock:
             if key not in self._packs:
-                pack = self.library.load(path.stem)
-                pack.check_fits(self.base(), self.base_fingerprint())
+                pack = self.library.load(path.stem).expanded(self.base(), self.base_fingerprint())  # checks the fit
                 self._packs[key] = (pack, [])
                 while len(self._packs) > self.keep_sources:
                     self._packs.popitem(last=False)

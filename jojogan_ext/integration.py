@@ -64,6 +64,11 @@ SETTINGS = (
     ),
     Setting("jojogan_default_pack", "", "Default style pack", lists_packs=True),
     Setting(
+        "jojogan_compact_packs",
+        True,
+        "Save trained style packs compact (their difference from the base model, within a measured quality budget)",
+    ),
+    Setting(
         "jojogan_max_image_megapixels",
         40,
         "Largest uploaded image JoJoGAN accepts (megapixels, checked before decoding)",
@@ -121,8 +126,10 @@ class Services:
         detector: str,
         max_image_megapixels: float = 40,
         check_detector: bool = True,
+        compact_packs: bool = True,
     ) -> None:
         """Follow the web UI's settings; a device, precision or detector change unloads the models."""
+        self.jobs.compact = compact_packs
         runtime = self.runtime
         runtime.allow_download = allow_download
         max_pixels = max(1, int(float(max_image_megapixels) * 1_000_000))
@@ -249,5 +256,6 @@ def services_from_settings(
         detector=values["jojogan_detector"],
         max_image_megapixels=values["jojogan_max_image_megapixels"],
         check_detector=bool(values["jojogan_check_detector"]),
+        compact_packs=bool(values["jojogan_compact_packs"]),
     )
     return services

@@ -14,8 +14,10 @@ from typing import Any
 
 from PIL import Image
 
-from .args import TrainArgs, dump, parse
+from .args import CompactArgs, TrainArgs, dump, parse
+from .compact import describe
 from .errors import BusyError, CancelledError, JojoganError
+from .packs import StylePack
 from .runtime import AlignedReference, Runtime
 from .train import check_training, finetune
 
@@ -65,6 +67,13 @@ class TrainingJob:
         }
 
 
+def compact_note(pack: StylePack, budget: CompactArgs | None) -> str:
+    """What saving compact did, for the job's last message ('' when it was not asked for)."""
+    if pack.is_compact:
+        return f" {describe(pack.metadata)}."
+    return " Kept in full: no compact form within the quality budget was smaller." if budget is not None else ""
+
+
 class TrainingJobs:
     """Runs at most one finetuning at a time in a background thread; keeps the recent jobs' states."""
 
@@ -79,11 +88,13 @@ class TrainingJobs:
         interrupted: Callable[[], bool] | None = None,
         pack_dtype: str = "float16",
         keep: int = 20,
+        compact: bool = True,
     ):
         self.runtime = runtime
         self.exclusive, self.before, self.after = exclusive, before, after
         self.observe, self.interrupted = observe, interrupted
         self.pack_dtype = pack_dtype
+        self.compact = compact  # save trained packs compact (within CompactArgs' default budget)
         self.keep = keep
         self._jobs: dict[str, TrainingJob] = {}
         self._lock = threading.Lock()
@@ -143,11 +154,15 @@ class TrainingJobs:
         return job
 
     def _run(self, job: TrainingJob, references: list[Image.Image], test_face: Image.Image | None, overwrite: bool):
+        compact = CompactArgs() if self.compact else None
+
         def on_progress(step: int, total: int, loss: float, preview: Image.Image | None) -> None:
             job.step, job.total, job.loss = step, total, loss
             if preview is not None:
                 job.preview = preview
             job.message = f"Step {step}/{total}, loss {loss:.4f}"
+            if step == total and compact is not None:
+                job.message += "; measuring the compact form…"
             if self.observe is not None:
                 self.observe(job)
 
@@ -183,6 +198,8 @@ class TrainingJobs:
                         test_face,
                         on_faces=on_faces,
                         on_wait=on_wait,
+                        compact=compact,
+                        pack_dtype=self.pack_dtype,
                     )
                     job.state, job.message = "saving", f"Saving style pack '{job.args.name}'…"
                     if self.observe is not None:
@@ -195,7 +212,7 @@ class TrainingJobs:
                         self.after()
             job.pack_name, job.preview = path.stem, pack.preview
             trained_on = f", trained on {'; '.join(job.faces)}" if job.said_faces else ""
-            job.state, job.message = "done", f"Saved style pack '{path.stem}'{trained_on}."
+            job.state, job.message = "done", f"Saved style pack '{path.stem}'{trained_on}.{compact_note(pack, compact)}"
         except CancelledError as error:
             job.state, job.message = "cancelled", str(error)
         except JojoganError as error:

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from .packs import THUMBNAIL_KEY
+from .packs import COMPACT_FORMAT_VERSION, THUMBNAIL_KEY
 from .weights import human_size
 
 CARD_PREVIEW_SIZE = 512
@@ -95,8 +95,36 @@ def training_rows(training: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def storage_rows(metadata: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(label, text) rows for how the weights are stored and, for a compacted pack, the quality measured then."""
+    compact = metadata.get("jojogan.format_version") == COMPACT_FORMAT_VERSION
+    record = json_entry(metadata, "jojogan.compression")
+    methods = record.get("methods") if isinstance(record.get("methods"), dict) else {}
+    words = {"lowrank": "low-rank", "int8": "int8", "dense": "dense", "same": "unchanged"}
+    counts = ", ".join(f"{number_text(methods[key])} {word}" for key, word in words.items() if methods.get(key))
+    stored = "compact: the difference from the base model" if compact else "full weights"
+    if compact and counts:
+        stored += f" ({counts} tensors)"
+    if isinstance(record.get("full_bytes"), int):
+        stored += f"; {human_size(record['full_bytes'])} in full"
+    rows = [("Stored as", stored)]
+    measured = record.get("measured") if isinstance(record.get("measured"), dict) else {}
+    budget = record.get("budget") if isinstance(record.get("budget"), dict) else {}
+    if {"psnr", "max_error", "off_percent"} <= set(measured) and {"min_psnr", "max_off_percent", "off_levels"} <= set(
+        budget
+    ):
+        quality = (
+            f"PSNR {number_text(measured['psnr'])} dB, largest error {number_text(measured['max_error'])} levels, "
+            f"{number_text(measured['off_percent'])} % of pixels off by more than {number_text(budget['off_levels'])} "
+            f"levels (budget: ≥ {number_text(budget['min_psnr'])} dB, ≤ {number_text(budget['max_off_percent'])} %), "
+            f"against the full weights on {number_text(record.get('latents', '?'))} faces"
+        )
+        rows.append(("Measured quality" if compact else "Quality when compacted", quality))
+    return rows
+
+
 def detail_rows(metadata: Mapping[str, str], file_name: str, file_size: int | None) -> list[tuple[str, str]]:
-    """(label, text) rows for the pack itself: author, licence, base model, origin, date, file."""
+    """(label, text) rows for the pack itself: author, licence, base model, origin, date, file, how it is stored."""
     base = json_entry(metadata, "jojogan.base")
     base_text = str(base.get("name", ""))
     if base.get("sha256"):
@@ -108,6 +136,7 @@ def detail_rows(metadata: Mapping[str, str], file_name: str, file_size: int | No
         ("Made", metadata.get("jojogan.source", "")),
         ("Created", date_text(metadata["modelspec.date"]) if metadata.get("modelspec.date") else ""),
         ("File", f"{file_name} ({human_size(file_size)})" if file_size is not None else file_name),
+        *storage_rows(metadata),
     ]
     return [(label, text) for label, text in rows if text]
 

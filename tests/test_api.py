@@ -130,6 +130,24 @@ def test_list_show_download_and_delete_a_pack(api, bold):
     assert unsafe.status_code == 422 and "cannot be used as a style pack name" in unsafe.json()["detail"]
 
 
+def test_download_compact_leaves_the_library_as_it_is(api, bold, tmp_path):
+    client, runtime, _ = api
+    before = bold.read_bytes()
+    download = client.get(url("packs/bold/file"), params={"compact": True})
+    assert download.status_code == 200 and "bold.safetensors" in download.headers["content-disposition"]
+    assert len(download.content) < len(before) and bold.read_bytes() == before
+    assert sorted(path.name for path in runtime.packs.folder.iterdir()) == ["bold.preview.png", "bold.safetensors"]
+    (tmp_path / "bold.safetensors").write_bytes(download.content)
+    compact = load_pack(tmp_path / "bold.safetensors")
+    assert compact.is_compact and json.loads(compact.metadata["jojogan.compression"])["measured"]["psnr"] >= 40
+    assert compact.generator(runtime.base.generator).size == runtime.base.generator.size
+    uploaded = client.post(url("packs"), params={"name": "shared"}, content=download.content)
+    assert uploaded.status_code == 201 and uploaded.json()["metadata"]["jojogan.format_version"] == "2"
+    again = client.get(url("packs/shared/file"), params={"compact": True})  # compact already: the file as it is
+    assert again.content == download.content
+    assert client.get(url("packs/nope/file"), params={"compact": True}).status_code == 404
+
+
 def test_upload_a_pack_then_refuse_its_name_unless_overwriting(api, bold):
     client, runtime, _ = api
     data = bold.read_bytes()

@@ -81,7 +81,8 @@ def test_train_a_style_in_the_browser(browser, tiny_runtime, fixtures, tmp_path)
         page.click("#jojogan_train")
 
         status = wait_for_status(page, "jojogan_train_status", "Saved style pack")
-        assert status.startswith("Saved style pack 'browser style'. It is chosen in the Restyle tab")
+        assert status.startswith("Saved style pack 'browser style'. Compact: ")  # saved compact by default
+        assert ". It is chosen in the Restyle tab" in status
         page.wait_for_selector("#jojogan_preview img")
         shot = save_screenshot(page, tmp_path, "train_done.png")
 

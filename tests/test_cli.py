@@ -38,13 +38,25 @@ def test_train_list_show_restyle_rename_delete(models, fixtures, tmp_path):
     trained = cli(models, "train", str(reference), "--name", "cli style", "--iterations", "2", "--references-are-aligned",
                   "--seed", "3", "--dtype", "float32")  # fmt: skip
     assert trained.returncode == 0, trained.stderr
-    assert "saved style pack 'cli style'" in trained.stdout
+    assert "saved style pack 'cli style'" in trained.stdout and ". Compact: " in trained.stdout  # the default
     assert (models / "styles" / "cli style.safetensors").is_file()
 
     listed = cli(models, "packs", "list")
     assert listed.returncode == 0 and listed.stdout.startswith("cli style\tcli style\t")
     shown = cli(models, "packs", "show", "cli style")
-    assert '"jojogan.format_version": "1"' in shown.stdout and "thumbnail" not in shown.stdout
+    assert '"jojogan.format_version": "2"' in shown.stdout and "thumbnail" not in shown.stdout
+    expanded = cli(models, "packs", "expand", "cli style")
+    assert expanded.returncode == 0 and "saved style pack 'cli style-full'" in expanded.stdout, expanded.stderr
+    assert '"jojogan.format_version": "1"' in cli(models, "packs", "show", "cli style-full").stdout
+    compacted = cli(
+        models, "packs", "compact", "cli style-full", "--out", "again", "--min-psnr", "45", "--latents", "2"
+    )
+    assert compacted.returncode == 0 and "saved style pack 'again'" in compacted.stdout, compacted.stderr
+    assert "Compact: " in compacted.stdout and "budget ≥ 45 dB" in compacted.stdout
+    refused = cli(models, "packs", "compact", "cli style", "--min-psnr", "500")
+    assert_one_line_error(refused, "min_psnr")
+    for name in ("cli style-full", "again"):
+        assert cli(models, "packs", "delete", name).returncode == 0
 
     inputs = tmp_path / "inputs"
     inputs.mkdir()

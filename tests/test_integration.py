@@ -47,6 +47,10 @@ def test_one_services_object_follows_the_settings(services, tmp_path):
     integration.services_from_settings(settings.get, extension, tmp_path / "webui_models", "cpu")
     assert found.runtime.dtype == torch.float32  # half precision is for GPUs only
     assert found.runtime.image_limits.max_pixels == 2_500_000
+    assert found.jobs.compact  # trained packs are saved compact unless the setting says otherwise
+    settings |= {"jojogan_compact_packs": False}
+    integration.services_from_settings(settings.get, extension, tmp_path / "webui_models", "cpu")
+    assert not found.jobs.compact
 
 
 def test_restyle_or_keep_never_raises(services, fixtures):

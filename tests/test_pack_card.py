@@ -11,6 +11,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from jojogan_ext import packs
+from jojogan_ext.args import CompactArgs
 from jojogan_ext.errors import PackError
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.pack_card import EMPTY_HINT, duration_text, pack_card_html
@@ -99,6 +100,21 @@ def test_card_shows_the_details_and_training_facts_with_units(handlers):
     assert '<img src="data:image/png;base64,' in html  # the preview beside the pack
     assert (title, author, description) == ("Inked portraits", "Ada", "Bold ink lines.")
     assert licence.startswith("NVIDIA") and status == handlers.show("inked")[0]
+
+
+def test_the_card_shows_how_a_pack_is_stored_and_its_measured_quality(handlers):
+    runtime = handlers.runtime
+    trained_pack(runtime)
+    assert "Stored as full weights" in visible_text(handlers.show("inked")[1])
+    path, _ = runtime.save_compact("inked", "small", budget=CompactArgs(latents=2))
+    record = json.loads(load_pack(path).metadata["jojogan.compression"])
+    text = visible_text(handlers.show("small")[1])
+    assert f"File small.safetensors ({human_size(path.stat().st_size)})" in text
+    assert "Stored as compact: the difference from the base model (" in text
+    assert f"; {human_size(record['full_bytes'])} in full" in text
+    measured = record["measured"]
+    assert f"Measured quality PSNR {measured['psnr']:.4g} dB, largest error {measured['max_error']} levels" in text
+    assert "(budget: ≥ 40 dB, ≤ 1 %), against the full weights on 2 faces" in text
 
 
 def test_a_hand_placed_pack_without_preview_or_optional_metadata(handlers):

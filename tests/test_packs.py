@@ -119,8 +119,8 @@ def test_refusals(tmp_path, base_and_styled):
         load_pack(tmp_path / "lora.safetensors")
     path = save_pack(tmp_path / "ok.safetensors", styled, base=base, title="ok", dtype="float32")
     tensors, metadata = load_file(path), read_pack_metadata(path)
-    save_file(tensors, str(tmp_path / "future.safetensors"), metadata | {"jojogan.format_version": "2"})
-    with pytest.raises(PackError, match="format '2'"):
+    save_file(tensors, str(tmp_path / "future.safetensors"), metadata | {"jojogan.format_version": "3"})
+    with pytest.raises(PackError, match="format '3'"):
         load_pack(tmp_path / "future.safetensors")
     broken = dict(tensors)
     broken["conv1.conv.weight"] = broken["conv1.conv.weight"].clone()

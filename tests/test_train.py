@@ -106,6 +106,11 @@ def test_jobs_run_one_at_a_time_and_cancel_leaves_no_file(tiny_runtime, referenc
     assert done.pack_name == "quick" and done.summary()["step"] == 2
     assert [info.name for info in tiny_runtime.packs.list()] == ["quick"]
     assert sorted(p.name for p in tiny_runtime.packs.folder.iterdir()) == ["quick.preview.png", "quick.safetensors"]
+    # saved compact by default: the job says how it went, the pack records it and decodes on the base
+    pack = load_pack(tiny_runtime.packs.folder / "quick.safetensors")
+    assert pack.is_compact and "Compact: " in done.message and "PSNR" in done.message
+    assert json.loads(pack.metadata["jojogan.compression"])["latents"] == 9  # 8 seeded + the first reference
+    assert tiny_runtime.pack_generator("quick").size == tiny_runtime.base.generator.size
 
 
 def test_half_precision_trains_under_autocast_with_float32_weights(tiny_runtime, reference):

@@ -16,6 +16,7 @@ from jojogan_ext.args import TrainArgs, field_info, parse
 from jojogan_ext.errors import JojoganError
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.nn.stylegan2 import Generator
+from jojogan_ext.packs import load_pack
 from jojogan_ext.ui import TRAIN_FIELDS, TabHandlers, build_tab, failure_message, train_values
 
 from tiny_models import save_styled_pack
@@ -89,7 +90,8 @@ def test_train_follows_the_job_and_refreshes_the_packs(handlers, reference):
     updates = list(handlers.train([reference], None, False, *defaults(name="ui style", iterations=2, seed=1)))
     assert len(updates) >= 2 and all(len(update) == 6 for update in updates)
     status, preview, gallery, names, selected, restyle_pack = updates[-1]
-    assert status == "Saved style pack 'ui style'. It is chosen in the Restyle tab: upload a picture there to try it."
+    assert status.startswith("Saved style pack 'ui style'. Compact: ")  # saved compact by default, and says how
+    assert status.endswith(". It is chosen in the Restyle tab: upload a picture there to try it.")
     assert isinstance(preview, Image.Image) and names == ["ui style"]
     assert selected["value"] == "ui style" and restyle_pack == gr.update(choices=["ui style"], value="ui style")
     assert [caption for _, caption in gallery] == ["ui style"]
@@ -159,6 +161,14 @@ def test_pack_management(handlers, tmp_path):
     status, file = handlers.download("shared")
     assert status == "'shared' is ready: save it with the link below." and file["visible"] is True
     assert Path(file["value"]).read_bytes() == source.read_bytes() and Path(file["value"]).name == "shared.safetensors"
+    status, file = handlers.download_compact("shared")
+    assert status.startswith("'shared' compact (") and "Compact: " in status and file["visible"] is True
+    compact = Path(file["value"])
+    assert compact.name == "shared.safetensors" and compact.stat().st_size < source.stat().st_size
+    assert (
+        load_pack(compact).is_compact
+        and (runtime.packs.folder / "shared.safetensors").read_bytes() == source.read_bytes()
+    )
 
     assert handlers.rename("shared", "renamed")[0] == "Renamed 'shared' to 'renamed'."
     assert handlers.rename("renamed", "original")[0].startswith("⚠️")  # taken

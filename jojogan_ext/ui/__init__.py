@@ -90,7 +90,7 @@ def build_tab(
         )
         packs["import"].click(
             handlers.import_file,
-            inputs=[packs["upload"], packs["import_name"], packs["overwrite"]],
+            inputs=[packs["upload"], packs["import_name"], packs["overwrite"], packs["import_compact"]],
             outputs=[status, *library],
         )
         packs["rename"].click(
@@ -98,6 +98,9 @@ def build_tab(
         )
         packs["delete"].click(handlers.delete, inputs=[packs["selected"]], outputs=[status, *library])
         packs["download"].click(handlers.download, inputs=[packs["selected"]], outputs=[status, packs["file"]])
+        packs["download_compact"].click(
+            handlers.download_compact, inputs=[packs["selected"]], outputs=[status, packs["file"]]
+        )
         packs["fetch"].click(handlers.fetch, inputs=[packs["published"]], outputs=[status, *library]).then(
             handlers.published_table, inputs=[], outputs=[packs["published_table"]], queue=False
         )

@@ -82,14 +82,14 @@ class PackHandlers(Handlers):
         return (message, self.card(self.runtime.packs.info(name)), *self.library(name))
 
     @shows_errors(outputs=1 + LIBRARY_OUTPUTS)
-    def import_file(self, upload: Any, name: str | None, overwrite: bool) -> tuple[Any, ...]:
-        """Import an uploaded style pack (.safetensors) or JoJoGAN style (.pt)."""
+    def import_file(self, upload: Any, name: str | None, overwrite: bool, compact: bool = False) -> tuple[Any, ...]:
+        """Import an uploaded style pack (.safetensors) or JoJoGAN style (.pt; saved compact when asked)."""
         if upload is None:
             raise JojoganError("Choose a .safetensors style pack or a JoJoGAN .pt file to import.")
         source = uploaded_path(upload)
         target = (name or "").strip() or source.stem
         with self.exclusive():
-            path = self.runtime.import_pack(source, target, overwrite=bool(overwrite))
+            path = self.runtime.import_pack(source, target, overwrite=bool(overwrite), compact=bool(compact))
         message = f"Imported {source.name} as style pack '{path.stem}'. {NEW_PACK_NEXT}"
         return (message, *self.library(path.stem, restyle_with_it=True))
 
@@ -120,6 +120,21 @@ class PackHandlers(Handlers):
         copy = self._download_dir / path.name
         shutil.copyfile(path, copy)
         return f"'{path.stem}' is ready: save it with the link below.", gr.update(value=str(copy), visible=True)
+
+    @shows_errors(outputs=2)
+    def download_compact(self, name: str | None) -> tuple[str, Any]:
+        """The pack's compact form (made for the download, within the default budget) in a temp folder."""
+        if not name:
+            raise JojoganError("Select a style pack to download.")
+        if self._download_dir is None:
+            self._download_dir = Path(tempfile.mkdtemp(prefix="jojogan-downloads-"))
+        folder = self._download_dir / "compact"
+        folder.mkdir(exist_ok=True)
+        with self.exclusive():
+            path, message = self.runtime.compact_copy(name, folder)
+        size = weights.human_size(path.stat().st_size)
+        status = f"'{path.stem}' compact ({size}) is ready: save it with the link below. {message}"
+        return status, gr.update(value=str(path), visible=True)
 
     def published(self) -> list[PublishedStyle]:
         """JoJoGAN's published styles, each with its title, size and whether it is downloaded or a pack here."""
@@ -210,6 +225,7 @@ def build_packs_tab(handlers: PackHandlers) -> dict[str, Any]:
                 save = gr.Button("Save the details", elem_id="jojogan_pack_save_details")
             with gr.Row():
                 download = gr.Button("Download", elem_id="jojogan_pack_download")
+                download_compact = gr.Button("Download compact", elem_id="jojogan_pack_download_compact")
                 delete = gr.Button("Delete", variant="stop", elem_id="jojogan_pack_delete")
             file = gr.File(label="Pack file", interactive=False, visible=False, elem_id="jojogan_pack_file")
             with gr.Row():
@@ -224,6 +240,11 @@ def build_packs_tab(handlers: PackHandlers) -> dict[str, Any]:
                 )
                 import_name = gr.Textbox(label="Name (empty = file name)", elem_id="jojogan_import_name")
                 overwrite = gr.Checkbox(value=False, label="Replace a pack of the same name")
+                import_compact = gr.Checkbox(
+                    value=False,
+                    label="Save a JoJoGAN .pt compact (its difference from the base model, quality measured)",
+                    elem_id="jojogan_import_compact",
+                )
                 import_button = gr.Button("Import", elem_id="jojogan_import")
             with gr.Accordion("Published JoJoGAN styles", open=False):
                 styles = handlers.published_styles()
@@ -247,6 +268,7 @@ def build_packs_tab(handlers: PackHandlers) -> dict[str, Any]:
         "details": edits,
         "save": save,
         "download": download,
+        "download_compact": download_compact,
         "delete": delete,
         "file": file,
         "new_name": new_name,
@@ -254,6 +276,7 @@ def build_packs_tab(handlers: PackHandlers) -> dict[str, Any]:
         "upload": upload,
         "import_name": import_name,
         "overwrite": overwrite,
+        "import_compact": import_compact,
         "import": import_button,
         "published": published,
         "published_table": published_table,

@@ -19,8 +19,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from jojogan_ext import delta
 from jojogan_ext.nn.stylegan2 import Generator
-from jojogan_ext.packs import save_pack
+from jojogan_ext.packs import COMPACT_FORMAT_VERSION, save_pack
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,70 @@ def valid_style(folder: Path, base: Generator) -> Path:
     return path
 
 
+def compact_parts(base: Generator) -> dict[str, torch.Tensor]:
+    """Valid compact-pack tensors for `base`: conv1 low-rank, convs.0 int8, conv1's bias dense, the rest unchanged."""
+    weights = {key: value.detach() for key, value in base.synthesis_parameters().items()}
+    torch.manual_seed(4)
+    changes = {key: 0.05 * torch.randn_like(weights[key]) for key in ("conv1.conv.weight", "convs.0.conv.weight")}
+    left, right, _ = delta.svd_factors(changes["conv1.conv.weight"])
+    encodings = {
+        "conv1.conv.weight": delta.encode_lowrank(left, right, 4),
+        "convs.0.conv.weight": delta.encode_int8(changes["convs.0.conv.weight"]),
+        "conv1.activate.bias": delta.encode_dense(weights["conv1.activate.bias"] + 0.1, weights["conv1.activate.bias"], torch.float16),
+    }  # fmt: skip
+    return delta.stored_tensors(encodings)
+
+
+def valid_compact_pack(folder: Path, base: Generator) -> Path:
+    """A compact (format 2) style pack that fits `base` (not in any library)."""
+    metadata = split_safetensors(valid_pack(folder / "compact_metadata", base).read_bytes())[0]["__metadata__"]
+    metadata["jojogan.format_version"] = COMPACT_FORMAT_VERSION
+    path = folder / "valid_compact.safetensors"
+    save_file(compact_parts(base), str(path), metadata)
+    return path
+
+
+def compact_cases(folder: Path, base: Generator) -> dict[str, tuple[bytes, str]]:
+    """Compact packs with parts that must be refused: by their header, their values, or their fit to the base."""
+    metadata = split_safetensors(valid_compact_pack(folder, base).read_bytes())[0]["__metadata__"]
+    valid = compact_parts(base)
+    key = "conv1.conv.weight"
+    u, v = valid[f"{key}.u"], valid[f"{key}.v"]
+    scale = valid["convs.0.conv.weight.scale"]
+    other_base = dict(metadata, **{"jojogan.base": json.dumps({"name": "another-base", "sha256": "ab" * 32})})
+    no_sha = dict(metadata, **{"jojogan.base": json.dumps({"name": "base"})})
+    changes: dict[str, tuple[dict, dict, str]] = {
+        "compact_scale_shape": ({"convs.0.conv.weight.scale": scale[:-1]}, metadata, "int8 scales of convs.0.conv.weight have shape"),
+        "compact_nan_scale": ({"convs.0.conv.weight.scale": scale * float("nan")}, metadata, "contains NaN or infinite"),
+        "compact_negative_scale": ({"convs.0.conv.weight.scale": -scale}, metadata, "negative int8 scales"),
+        "compact_huge_rank": ({f"{key}.u": torch.zeros(u.shape[0], 999, dtype=torch.int8),
+                               f"{key}.v": torch.zeros(999, v.shape[1], dtype=torch.int8)},
+                              metadata, "claim rank 999, more than"),
+        "compact_lowrank_scale_shape": ({f"{key}.v_scale": valid[f"{key}.v_scale"][:-1]}, metadata,
+                                        "the low-rank scales of conv1.conv.weight have shapes"),
+        "compact_float_factors": ({f"{key}.u": u.float()}, metadata, "has dtype F32; it must be I8"),
+        "compact_factors_mismatch": ({f"{key}.v": v[:-1]}, metadata, "which do not multiply"),
+        # rank 1 of a 10⁵ × 10⁵ matrix: 0.4 MB in the file, 40 GB decoded; refused by its shape, never decoded
+        "compact_decodes_huge": ({f"{key}.u": torch.zeros(10**5, 1, dtype=torch.int8),
+                                  f"{key}.u_scale": torch.zeros(10**5), f"{key}.v_scale": torch.zeros(1),
+                                  f"{key}.v": torch.zeros(1, 10**5, dtype=torch.int8)},
+                                 metadata, "the difference of conv1.conv.weight is [100000, 100000]"),
+        "compact_delta_shape": ({"conv1.activate.bias.delta": torch.zeros(3)}, metadata, "does not fit the base model"),
+        "compact_int_delta": ({"conv1.activate.bias.delta": torch.zeros(16, dtype=torch.int8)}, metadata, "must be F16/F32/BF16"),
+        "compact_unknown_part": ({f"{key}.w": u}, metadata, "is not a part of a compact pack"),
+        "compact_lone_part": ({"convs.1.conv.weight.u": u}, metadata, "not one complete method"),
+        "compact_unknown_tensor": ({"style.1.weight.delta": torch.zeros(4)}, metadata, "which the base does not have"),
+        "compact_no_base_sha": ({}, no_sha, "without the sha256 of its base generator"),
+        "compact_other_base": ({}, other_base, "stores only its difference from the base generator another-base"),
+    }  # fmt: skip
+    files = {}
+    for label, (change, label_metadata, reason) in changes.items():
+        path = folder / "compact_source.safetensors"
+        save_file({name: value.clone() for name, value in (valid | change).items()}, str(path), label_metadata)
+        files[f"{label}.safetensors"] = (path.read_bytes(), reason)
+    return files
+
+
 def pack_cases(folder: Path, base: Generator, marker: Path) -> list[Case]:
     """Style packs and JoJoGAN styles the import gate must refuse, each naming the file and the problem."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -255,8 +320,9 @@ def pack_cases(folder: Path, base: Generator, marker: Path) -> list[Case]:
     variant("size_mismatch.safetensors", with_header(lambda h: h[first].update(shape=[2**40])), "does not match")
     variant("bad_dtype_name.safetensors", with_header(lambda h: h[first].update(dtype="PICKLE")), "no known dtype")
     # foreign and future files
-    variant("future.safetensors", with_header(lambda h: h["__metadata__"].update({"jojogan.format_version": "2"})),
-            "format '2'")  # fmt: skip
+    variant("future.safetensors", with_header(lambda h: h["__metadata__"].update({"jojogan.format_version": "3"})),
+            "format '3'")  # fmt: skip
+    files.update(compact_cases(folder, base))
     lora = folder / "lora_source.safetensors"
     save_file({"lora_unet_down_blocks_0.lora_up.weight": torch.zeros(4, 4)}, str(lora), {"ss_network_dim": "4"})
     variant("lora.safetensors", lora.read_bytes(), "not a JoJoGAN style pack")

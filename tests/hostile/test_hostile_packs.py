@@ -18,7 +18,7 @@ from .conftest import (
     run_cli_process,
     unchanged,
 )
-from .hostile_inputs import pack_cases, valid_pack, valid_style
+from .hostile_inputs import pack_cases, valid_compact_pack, valid_pack, valid_style
 
 
 @pytest.fixture()
@@ -124,7 +124,10 @@ def test_valid_files_still_pass_the_gate(runtime, tmp_path):
     misnamed = tmp_path / "pack_named.pt"  # judged by content: a valid pack under another name is a pack
     misnamed.write_bytes(pack.read_bytes())
     assert runtime.import_pack(misnamed, "misnamed").read_bytes() == pack.read_bytes()
-    assert [info.name for info in runtime.packs.list()] == ["converted", "keep", "misnamed", "shared"]
+    compact = runtime.import_pack(valid_compact_pack(tmp_path, base), "compact")
+    assert compact.read_bytes() == (tmp_path / "valid_compact.safetensors").read_bytes()
+    assert runtime.pack_generator("compact").size == base.size  # decoded on the base it was made for
+    assert [info.name for info in runtime.packs.list()] == ["compact", "converted", "keep", "misnamed", "shared"]
     assert load_pack(style).metadata["jojogan.source"] == "converted from valid_style.pt"
     assert pack.read_bytes() == (tmp_path / "valid.safetensors").read_bytes()
     assert all(path.with_name(path.stem + ".preview.png").is_file() for path in (pack, style))
