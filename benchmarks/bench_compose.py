@@ -12,11 +12,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import median, report, timed
+from benchmarks.common import median, random_base, report, timed
 from jojogan_ext.allocator import large_buffers_reused
 from jojogan_ext.args import parse_recipe
-from jojogan_ext.checkpoints import StyleGAN2Checkpoint
-from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.packs import StylePack, build_metadata
 from jojogan_ext.runtime import Runtime
 
@@ -62,12 +60,9 @@ def main() -> None:
     options = parser.parse_args()
     device = torch.device(options.device)
 
-    torch.manual_seed(0)
-    generator = Generator(options.size).to(device).eval().requires_grad_(False)
-    with torch.no_grad():
-        latent_avg = generator.mean_latent(1024)[0]
+    base = random_base(options.size, device, discriminator=False)
     with tempfile.TemporaryDirectory(prefix="jojogan-bench-compose-") as folder:
-        runtime = Runtime(folder, device=device, base=StyleGAN2Checkpoint(generator, None, latent_avg))
+        runtime = Runtime(folder, device=device, base=base)
         fingerprint_s = timed(lambda: runtime.base_fingerprint, device)  # once per session, cached by the Runtime
         packs = [write_random_pack(runtime, name, seed) for seed, name in enumerate(("ink", "oil"))]
         recipes = {
@@ -116,8 +111,8 @@ def main() -> None:
             composer.clear()
         pack_mb = sum(path.stat().st_size for path in packs) / 2**20
         result_mb = (
-            sum(p.numel() * 4 for p in generator.parameters()) / 2**20
-            + sum(b.numel() * 4 for b in generator.buffers()) / 2**20
+            sum(p.numel() * 4 for p in base.generator.parameters()) / 2**20
+            + sum(b.numel() * 4 for b in base.generator.buffers()) / 2**20
         )
     report(
         "compose_pack",

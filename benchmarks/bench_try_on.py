@@ -11,10 +11,8 @@ import tempfile
 import torch
 
 from benchmarks.bench_compose import write_random_pack
-from benchmarks.common import report, timed
+from benchmarks.common import random_base, report, timed
 from jojogan_ext.args import parse_recipe
-from jojogan_ext.checkpoints import StyleGAN2Checkpoint
-from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.runtime import Runtime
 from jojogan_ext.try_on import TryOn
 
@@ -26,16 +24,13 @@ def main() -> None:
     options = parser.parse_args()
     device = torch.device(options.device)
 
-    torch.manual_seed(0)
-    generator = Generator(options.size).to(device).eval().requires_grad_(False)
-    with torch.no_grad():
-        latent_avg = generator.mean_latent(1024)[0]
+    base = random_base(options.size, device, discriminator=False)
+    generator, latent_avg = base.generator, base.latent_avg
 
     def average_face(aligned: list) -> torch.Tensor:
         return latent_avg.expand(len(aligned), generator.n_latent, -1)  # [B, n_latent, style_dim]
 
     with tempfile.TemporaryDirectory(prefix="jojogan-bench-try-on-") as folder:
-        base = StyleGAN2Checkpoint(generator, None, latent_avg)
         runtime = Runtime(folder, device=device, base=base, inverter=average_face)
         for seed, name in enumerate(("ink", "oil")):
             write_random_pack(runtime, name, seed)

@@ -20,14 +20,15 @@ FIXTURE_DIR = REPO.parent / "shared" / "fixtures" / "align"
 FIXTURE_FACE = FIXTURE_DIR / "A_full_1024.png"
 
 
-def random_base(size: int, device: torch.device, seed: int = 0) -> StyleGAN2Checkpoint:
-    """Config-f generator and discriminator with random weights (speed does not depend on the values)."""
+def random_base(size: int, device: torch.device, seed: int = 0, discriminator: bool = True) -> StyleGAN2Checkpoint:
+    """Config-f generator (and discriminator, unless not needed) with random weights (speed does not depend on the
+    values)."""
     torch.manual_seed(seed)
     generator = Generator(size).to(device).eval().requires_grad_(False)
-    discriminator = Discriminator(size).to(device).eval().requires_grad_(False)
+    critic = Discriminator(size).to(device).eval().requires_grad_(False) if discriminator else None
     with torch.no_grad():
         latent_avg = generator.mean_latent(1024)[0]
-    return StyleGAN2Checkpoint(generator, discriminator, latent_avg)
+    return StyleGAN2Checkpoint(generator, critic, latent_avg)
 
 
 def random_inverter(device: torch.device, dtype: torch.dtype = torch.float32) -> Inverter:
