@@ -31,6 +31,7 @@ from starlette.responses import Response
 
 from . import __version__
 from .args import (
+    CompactArgs,
     MixRecipe,
     RestyleArgs,
     StrictModel,
@@ -373,12 +374,14 @@ def create_router(
 
     @router.get("/schema")
     def argument_schemas() -> dict[str, Any]:
-        """JSON schemas of the training and restyle arguments and the compose recipes (bounds, defaults, descriptions)."""
+        """JSON schemas of the training and restyle arguments, the compose recipes and the compact packs' quality
+        budget (bounds, defaults, descriptions)."""
         return {
             "TrainArgs": schema(TrainArgs),
             "RestyleArgs": schema(RestyleArgs),
             "SwapRecipe": schema(SwapRecipe),
             "MixRecipe": schema(MixRecipe),
+            "CompactArgs": schema(CompactArgs),
         }
 
     @router.get("/packs")

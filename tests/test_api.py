@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from jojogan_ext import __version__
 from jojogan_ext.api import API_PREFIX, MAX_REFERENCES, create_router
-from jojogan_ext.args import MixRecipe, RestyleArgs, SwapRecipe, TrainArgs, schema
+from jojogan_ext.args import CompactArgs, MixRecipe, RestyleArgs, SwapRecipe, TrainArgs, schema
 from jojogan_ext.jobs import TrainingJobs
 from jojogan_ext.nn.stylegan2 import Generator
 from jojogan_ext.packs import load_pack, save_pack
@@ -102,6 +102,7 @@ def test_version_and_schema(api):
         "RestyleArgs": schema(RestyleArgs),
         "SwapRecipe": schema(SwapRecipe),
         "MixRecipe": schema(MixRecipe),
+        "CompactArgs": schema(CompactArgs),
     }
 
 

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jojogan_ext.args import (
+    CompactArgs,
     MixRecipe,
     RestyleArgs,
     SwapRecipe,
@@ -22,7 +23,13 @@ from jojogan_ext.args import (
 from jojogan_ext.errors import JojoganError
 
 SCHEMAS = Path(__file__).parent / "data" / "schemas.json"
-MODELS = {"TrainArgs": TrainArgs, "RestyleArgs": RestyleArgs, "SwapRecipe": SwapRecipe, "MixRecipe": MixRecipe}
+MODELS = {
+    "TrainArgs": TrainArgs,
+    "RestyleArgs": RestyleArgs,
+    "SwapRecipe": SwapRecipe,
+    "MixRecipe": MixRecipe,
+    "CompactArgs": CompactArgs,
+}
 
 
 @pytest.mark.parametrize(
