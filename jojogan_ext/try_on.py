@@ -123,10 +123,10 @@ class TryOn:
         key = ("pack", self.identity(path), face.identity)
 
         def generator() -> Generator:
-            pack = self.runtime.packs.load(name)
+            styled = self.runtime.pack_generator(name)  # the generators restyling keeps: one pack read for both
             if file_stamp(path) != stamp:  # replaced meanwhile: its rendering would be kept under the old tensors
                 raise JojoganError(f"The style pack '{name}' changed while it was being shown; select it again.")
-            return pack.generator(self.runtime.base.generator, base_fingerprint=self.runtime.base_fingerprint)
+            return styled
 
         return self._cached(key, generator, face)
 

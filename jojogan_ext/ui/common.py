@@ -59,6 +59,14 @@ def lossless(component: type[gr.Image] | type[gr.Gallery], **kwargs: Any) -> gr.
     return component(**kwargs)
 
 
+RENDERING_HEIGHT = 256  # px on the page: a pack or a composition rendered on the test face
+
+
+def rendered_image(label: str, elem_id: str, height: int = RENDERING_HEIGHT, **kwargs: Any) -> gr.Image:
+    """A read-only image output for a rendering (served as PNG), `height` px tall on the page."""
+    return lossless(gr.Image, label=label, interactive=False, height=height, elem_id=elem_id, **kwargs)
+
+
 def enable_queue(blocks: gr.Blocks, workers: int = 4) -> gr.Blocks:
     """Turn the queue on (generators need it) with a few workers, so a training's progress never blocks the UI."""
     if "default_concurrency_limit" in inspect.signature(blocks.queue).parameters:  # gradio 4

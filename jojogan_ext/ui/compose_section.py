@@ -13,12 +13,11 @@ from ..args import BASE_SOURCE, Recipe, SwapRecipe, field_info, parse_recipe
 from ..compose import describe, resolutions
 from ..errors import JojoganError
 from ..packs import PackInfo
-from .common import LIBRARY_OUTPUTS, NEW_PACK_NEXT, Handlers, lossless, shows_errors
+from .common import LIBRARY_OUTPUTS, NEW_PACK_NEXT, Handlers, rendered_image, shows_errors
 
 MODES = {"Swap layers by resolution": "swap", "Mix": "mix"}
 MIX_ROWS = 4  # mix sources offered at once (a recipe takes up to MAX_COMPOSE_SOURCES)
 NO_SOURCE = "(none)"
-PREVIEW_HEIGHT = 256  # px on the page
 DEFAULT_AT = 32
 DEFAULT_SIZE = 1024  # the resolutions offered when no pack records its generator's size
 
@@ -178,14 +177,7 @@ def build_compose_section(handlers: Handlers) -> dict[str, Any]:
                                     elem_id=f"jojogan_compose_weight_{row + 1}",
                                 )
                             )
-            preview = lossless(
-                gr.Image,
-                label="Preview on the test face",
-                interactive=False,
-                height=PREVIEW_HEIGHT,
-                scale=2,
-                elem_id="jojogan_compose_preview",
-            )
+            preview = rendered_image("Preview on the test face", "jojogan_compose_preview", scale=2)
         with gr.Row():
             name = gr.Textbox(label="New pack name", elem_id="jojogan_compose_name", scale=3)
             overwrite = gr.Checkbox(

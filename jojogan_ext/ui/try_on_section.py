@@ -5,13 +5,13 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from .common import Handlers, lossless, shows_errors, uploaded_image
+from .common import Handlers, rendered_image, shows_errors, uploaded_image
 
 TRY_ON_HINT = (
     "The selected pack on a test face: the first face of your last restyle (Restyle tab), or a photo you upload "
     "here. Each rendering is kept, so browsing the packs stays instant."
 )
-RENDERING_HEIGHT, FACE_HEIGHT = 256, 120  # px on the page
+FACE_HEIGHT = 120  # px on the page
 
 
 class TryOnHandlers(Handlers):
@@ -47,18 +47,9 @@ def build_try_on_section(opened: bool = True) -> dict[str, Any]:
     with gr.Accordion("Try on a face", open=opened, elem_id="jojogan_try_on"):
         gr.Markdown(TRY_ON_HINT)
         with gr.Row():
-            rendering = lossless(
-                gr.Image,
-                label="The selected pack on the test face",
-                interactive=False,
-                height=RENDERING_HEIGHT,
-                scale=2,
-                elem_id="jojogan_try_on_image",
-            )
+            rendering = rendered_image("The selected pack on the test face", "jojogan_try_on_image", scale=2)
             with gr.Column(scale=1, min_width=160):
-                face = lossless(
-                    gr.Image, label="Test face", interactive=False, height=FACE_HEIGHT, elem_id="jojogan_try_on_face"
-                )
+                face = rendered_image("Test face", "jojogan_try_on_face", height=FACE_HEIGHT)
                 upload = gr.File(
                     label="Upload a test face",
                     file_types=["image"],
