@@ -12,7 +12,6 @@ Each PNG is reduced to a 256-colour palette so that it stays under 200 KB.
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image
@@ -20,26 +19,18 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from browser_steps import CHROMIUM_ARGS, fill_training_form, wait_for_text  # noqa: E402
+
 from jojogan_ext.app import create_app  # noqa: E402
 from jojogan_ext.packs import update_pack_details  # noqa: E402
 from jojogan_ext.runtime import Runtime  # noqa: E402
 
-from app_server import served  # noqa: E402  (the tests' helpers: a served app and tiny models)
+from app_server import served  # noqa: E402  (the tests' helpers: a served app, page steps and tiny models)
 from tiny_models import write_tiny_models  # noqa: E402
 
 MAX_BYTES = 200_000
 VIEWPORT = {"width": 1280, "height": 900}
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 REFERENCE = REPO.parent / "shared" / "fixtures" / "align" / "A_full_256.png"
-
-
-def wait_for(page, selector: str, text: str, timeout: float = 120.0) -> None:
-    """Poll a status box from Python until it contains `text`."""
-    deadline = time.monotonic() + timeout
-    while text not in page.input_value(selector):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{text!r} did not appear in {selector}; it says {page.input_value(selector)!r}")
-        time.sleep(0.2)
 
 
 def save(page, path: Path, selector: str | None = None) -> None:
@@ -74,17 +65,12 @@ def main() -> None:
         page.set_default_timeout(120_000)
         page.goto(url, wait_until="domcontentloaded")
 
-        page.set_input_files("#jojogan_references input[type=file]", str(options.reference))
-        page.wait_for_selector(f"#jojogan_references a[download='{options.reference.name}']")
-        page.check("#jojogan_references_are_aligned input[type=checkbox]")
-        page.fill("#jojogan_name textarea", "ink")
-        page.fill("#jojogan_iterations input[type=number]", "60")
-        page.press("#jojogan_iterations input[type=number]", "Tab")
+        fill_training_form(page, options.reference, "ink", 60)
         page.click("#jojogan_train")
-        wait_for(page, "#jojogan_train_status textarea", "step ")
+        wait_for_text(page, "#jojogan_train_status textarea", "step ")
         page.wait_for_selector("#jojogan_preview img")
         save(page, options.out / "train.png")
-        wait_for(page, "#jojogan_train_status textarea", "Saved style pack")
+        wait_for_text(page, "#jojogan_train_status textarea", "Saved style pack")
 
         update_pack_details(
             runtime.packs.existing("ink"),
@@ -96,13 +82,15 @@ def main() -> None:
         page.fill("#jojogan_restyle_confidence input[type=number]", "0.05")  # random detector weights: low scores
         page.press("#jojogan_restyle_confidence input[type=number]", "Tab")
         page.click("#jojogan_restyle_button")
-        wait_for(page, "#jojogan_restyle_status textarea", "face")
+        wait_for_text(page, "#jojogan_restyle_status textarea", "face")
         page.wait_for_selector("#jojogan_restyle_result img")
         save(page, options.out / "restyle.png")
 
         page.reload(wait_until="domcontentloaded")
         page.click("button:has-text('Packs')")
         page.wait_for_selector("#jojogan_pack_card >> text=Ink portraits")
+        if not page.is_visible("#jojogan_try_on_image"):  # closed: the page was built before the first pack
+            page.click("#jojogan_try_on .label-wrap")
         page.wait_for_selector("#jojogan_try_on_image img")  # the pack on the restyled face
         save(page, options.out / "packs.png")
 
@@ -112,7 +100,7 @@ def main() -> None:
             field.click()
             field.fill(value)
             field.press("Enter")
-        wait_for(page, "#jojogan_packs_status textarea", "Preview:")
+        wait_for_text(page, "#jojogan_packs_status textarea", "Preview:")
         page.wait_for_selector("#jojogan_compose_preview img")
         page.fill("#jojogan_compose_name textarea", "ink face")
         save(page, options.out / "compose.png", "#jojogan_compose")

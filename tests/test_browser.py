@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from browser_steps import CHROMIUM_ARGS, fill_training_form, wait_for_text
 
 from jojogan_ext.app import create_app
 from jojogan_ext.packs import read_pack_metadata
@@ -18,15 +19,6 @@ from app_server import served
 from tiny_models import save_styled_pack
 
 CHROMIUM = Path(os.environ.get("JOJOGAN_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path("/tmp/jojogan_screenshots")
 TIMEOUT_MS = 120_000
 
@@ -51,15 +43,8 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
 
 
 def wait_for_status(page, elem_id: str, text: str, timeout: float = TIMEOUT_MS / 1000) -> str:
-    """Poll a status box from Python until it contains `text` (in-page polling stalls in headless Chromium)."""
-    deadline = time.monotonic() + timeout
-    status = ""
-    while time.monotonic() < deadline:
-        status = page.input_value(f"#{elem_id} textarea")
-        if text in status:
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"'{text}' did not appear in #{elem_id} within {timeout} s; it says: {status!r}")
+    """The status box `elem_id` once it contains `text`."""
+    return wait_for_text(page, f"#{elem_id} textarea", text, timeout)
 
 
 def test_train_a_style_in_the_browser(browser, tiny_runtime, fixtures, tmp_path):
@@ -69,12 +54,7 @@ def test_train_a_style_in_the_browser(browser, tiny_runtime, fixtures, tmp_path)
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url, wait_until="domcontentloaded")
 
-        page.set_input_files("#jojogan_references input[type=file]", str(reference))
-        page.wait_for_selector(f"#jojogan_references a[download='{reference.name}']")  # uploaded, not "Uploading..."
-        page.check("#jojogan_references_are_aligned input[type=checkbox]")
-        page.fill("#jojogan_name textarea", "browser style")
-        page.fill("#jojogan_iterations input[type=number]", "2")
-        page.press("#jojogan_iterations input[type=number]", "Tab")
+        fill_training_form(page, reference, "browser style", 2)
         page.click("#jojogan_prepare")
         wait_for_status(page, "jojogan_train_status", "Prepared 1 reference")
         page.wait_for_selector("#jojogan_pairs img")
